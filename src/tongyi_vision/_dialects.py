@@ -1,0 +1,198 @@
+"""The two wire dialects as pure functions: build a body, read an answer, read an error."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._exceptions import APIResponseValidationError
+from ._types import Usage, Vector
+from ._wire import (
+    NATIVE_PATH,
+    OPENAI_PATH,
+    NativeError,
+    NativeResponse,
+    NativeUsage,
+    OpenAIError,
+    OpenAIResponse,
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A parsed success answer: vectors in the order of the request's contents."""
+
+    vectors: list[Vector]
+    usage: Usage
+    request_id: str | None
+
+
+def path_for(dialect: str) -> str:
+    return OPENAI_PATH if dialect == "openai" else NATIVE_PATH
+
+
+def build_body(
+    dialect: str, model: str, contents: Sequence[dict[str, Any]], dimension: int | None
+) -> dict[str, Any]:
+    """The JSON body of one request.
+
+    In the openai dialect a batch of texts goes as a list of strings (what any
+    OpenAI-compatible gateway takes) and a batch with media as a native part
+    list, the only form that carries ``multi_images``.
+    """
+    if dialect == "openai":
+        if all("text" in c for c in contents):
+            return {"model": model, "input": [c["text"] for c in contents]}
+        return {"model": model, "input": {"contents": list(contents)}}
+    body: dict[str, Any] = {"model": model, "input": {"contents": list(contents)}}
+    if dimension is not None:
+        body["parameters"] = {"dimension": dimension}
+    return body
+
+
+def parse_answer(
+    dialect: str,
+    content: bytes,
+    *,
+    count: int,
+    dimension: int | None,
+    text_tokens: int,
+    has_media: bool,
+    request_id: str | None,
+) -> Answer:
+    """Read a 2xx answer: every one of ``count`` vectors present once, placed by ``index``,
+    of the expected size and finite. Anything else raises :class:`APIResponseValidationError`."""
+    try:
+        if dialect == "openai":
+            parsed = OpenAIResponse.model_validate_json(content)
+            items = [(d.index, d.embedding) for d in parsed.data]
+            prompt = parsed.usage.prompt_tokens if parsed.usage else 0
+            total = parsed.usage.total_tokens if parsed.usage else 0
+            usage = _split_usage(prompt, max(total, prompt), text_tokens, has_media)
+        else:
+            native = NativeResponse.model_validate_json(content)
+            items = [(e.index, e.embedding) for e in native.output.embeddings]
+            usage = native_usage(native.usage, text_tokens, has_media)
+            request_id = native.request_id or request_id
+    except (ValidationError, ValueError) as exc:
+        raise APIResponseValidationError(
+            f"the answer is not a valid {dialect} embeddings response: {_first_error(exc)}",
+            request_id=request_id,
+        ) from exc
+
+    vectors: list[Vector | None] = [None] * count
+    for index, vector in items:
+        if not 0 <= index < count or vectors[index] is not None:
+            raise APIResponseValidationError(
+                f"the answer has an embedding at index {index}, which is out of range or repeated "
+                f"for a request of {count} parts",
+                request_id=request_id,
+            )
+        if dimension is not None and len(vector) != dimension:
+            raise APIResponseValidationError(
+                f"the embedding at index {index} has {len(vector)} dimensions, expected {dimension}",
+                request_id=request_id,
+            )
+        if not all(map(math.isfinite, vector)):
+            raise APIResponseValidationError(
+                f"the embedding at index {index} has a NaN or infinite value", request_id=request_id
+            )
+        vectors[index] = vector
+    missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing:
+        raise APIResponseValidationError(
+            f"the answer has {count - len(missing)} embeddings for {count} parts "
+            f"(missing indexes {missing[:8]})",
+            request_id=request_id,
+        )
+    return Answer([v for v in vectors if v is not None], usage, request_id)
+
+
+def _split_usage(prompt: int, total: int, text_tokens: int, has_media: bool) -> Usage:
+    """Usage when the provider gives only a total: the client sends texts and media in separate
+    requests, so a text-only request is all text; a mixed one is split by the text estimate."""
+    if not has_media:
+        return Usage(prompt_tokens=prompt, total_tokens=total, text_tokens=prompt)
+    if text_tokens == 0:
+        return Usage(prompt_tokens=prompt, total_tokens=total, media_tokens=prompt)
+    text = min(prompt, text_tokens)
+    return Usage(
+        prompt_tokens=prompt,
+        total_tokens=total,
+        text_tokens=text,
+        media_tokens=prompt - text,
+        modality_estimated=True,
+    )
+
+
+def native_usage(usage: NativeUsage | None, text_tokens: int, has_media: bool) -> Usage:
+    """Both native usage shapes (contract.md, "Usage: two shapes")."""
+    if usage is None:
+        return Usage()
+    input_tokens = usage.input_tokens or 0
+    image_count = usage.image_count or 0
+    seconds = usage.duration or 0.0
+    details = usage.input_tokens_details
+    if details is not None:
+        prompt = input_tokens
+        text = (
+            details.text_tokens
+            if details.text_tokens is not None
+            else prompt - (details.image_tokens or 0)
+        )
+        media = prompt - text
+        base = Usage(prompt_tokens=prompt, text_tokens=text, media_tokens=media)
+    elif usage.image_tokens is not None:
+        prompt = input_tokens + usage.image_tokens
+        base = Usage(
+            prompt_tokens=prompt, text_tokens=input_tokens, media_tokens=usage.image_tokens
+        )
+    else:
+        prompt = input_tokens
+        base = _split_usage(prompt, prompt, text_tokens, has_media)
+    total = max(usage.total_tokens or 0, prompt)
+    return Usage(
+        prompt_tokens=base.prompt_tokens,
+        total_tokens=total,
+        text_tokens=base.text_tokens,
+        media_tokens=base.media_tokens,
+        image_count=image_count,
+        video_seconds=seconds,
+        modality_estimated=base.modality_estimated,
+    )
+
+
+def parse_error(dialect: str, status: int, content: bytes) -> tuple[str | None, str, str | None]:
+    """(provider code, message, request id) from an error body of either dialect.
+
+    The body may be JSON with or without a JSON content type, in either shape
+    (a gateway may pass a native error through), or not JSON at all.
+    """
+    text = content.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        if isinstance(data.get("error"), dict):
+            err = OpenAIError.model_validate(data).error
+            code = None if err.code is None else str(err.code)
+            return code or err.type, err.message or f"HTTP {status}", data.get("request_id")
+        if "code" in data or "message" in data:
+            native = NativeError.model_validate(data)
+            return native.code, native.message or f"HTTP {status}", native.request_id
+    snippet = text[:200] if text else "(empty body)"
+    return None, f"HTTP {status}: {snippet}", None
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    return str(exc)[:200]

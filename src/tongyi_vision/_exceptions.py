@@ -1,0 +1,243 @@
+"""Every error tongyi-vision raises.
+
+::
+
+    TongyiVisionError
+    ├── ConfigurationError (ValueError)        bad or missing settings: key, model, dialect, dimension
+    ├── MissingDependencyError (ImportError)   an optional extra is not installed
+    ├── InputError (ValueError)                a part is refused before anything is sent
+    │   ├── EmptyInputError
+    │   ├── TextTooLongError
+    │   ├── MediaNotFoundError                 a local file is missing or unreadable
+    │   ├── UnsupportedMediaError              a format the service does not take
+    │   ├── MediaTooLargeError
+    │   ├── TooManyImagesError
+    │   └── CorruptMediaError                  a file that cannot be decoded
+    └── APIError                               a request failed; carries part_indexes and partial
+        ├── APIConnectionError
+        │   └── APITimeoutError
+        ├── APIResponseValidationError         a 2xx answer that is malformed or incomplete
+        └── APIStatusError                     the service answered with an error status
+            ├── BadRequestError                400
+            │   └── ContentModerationError     400 DataInspectionFailed
+            ├── AuthenticationError            401
+            ├── PermissionDeniedError          403
+            ├── NotFoundError                  404
+            ├── RequestTimeoutError            408
+            ├── ConflictError                  409
+            ├── RequestTooLargeError           413
+            ├── RateLimitError                 429
+            └── ServerError                    5xx
+
+An :class:`APIError` raised by an ``embed`` call knows which parts of the call
+the failed request carried (``part_indexes``) and what the call had already
+finished (``partial``): pass ``partial`` back as ``embed(..., resume=...)`` to
+send only what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._types import PartialResult
+
+
+class TongyiVisionError(Exception):
+    """Base of every error raised by tongyi-vision."""
+
+
+class ConfigurationError(TongyiVisionError, ValueError):
+    """A setting is missing or invalid; raised when a client is constructed."""
+
+
+class MissingDependencyError(TongyiVisionError, ImportError):
+    """An optional dependency is needed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs {package}: install it with  pip install 'tongyi-vision[{extra}]'"
+        )
+
+
+class InputError(TongyiVisionError, ValueError):
+    """A part was refused before any request was sent.
+
+    ``part_index`` is its position in the call (``None`` outside a call) and
+    ``part`` a short description of it.
+    """
+
+    def __init__(self, message: str, *, part_index: int | None = None, part: str = "") -> None:
+        self.part_index = part_index
+        self.part = part
+        self.reason = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = []
+        if self.part_index is not None:
+            where.append(f"part {self.part_index}")
+        if self.part:
+            where.append(self.part)
+        return f"{' '.join(where)}: {self.reason}" if where else self.reason
+
+    def at(self, index: int) -> InputError:
+        """Return this error with the part's index in the call filled in."""
+        self.part_index = index
+        self.args = (self._format(),)
+        return self
+
+
+class EmptyInputError(InputError):
+    """An empty text, an empty file, or an empty call where one is not allowed."""
+
+
+class TextTooLongError(InputError):
+    """A text estimated over the model's 1,024-token limit."""
+
+
+class MediaNotFoundError(InputError, FileNotFoundError):
+    """A local file that does not exist or cannot be read."""
+
+
+class UnsupportedMediaError(InputError):
+    """A format the service does not accept and that cannot be converted."""
+
+
+class MediaTooLargeError(InputError):
+    """An image or video over the size limit that cannot be shrunk."""
+
+
+class TooManyImagesError(InputError):
+    """More than eight images in a :class:`~tongyi_vision.MultiImage`."""
+
+
+class CorruptMediaError(InputError):
+    """A file whose header claims a format but whose content cannot be decoded."""
+
+
+class APIError(TongyiVisionError):
+    """A request to the service failed.
+
+    Attributes: ``message``; ``status`` (HTTP status or ``None``); ``code`` (the
+    provider's error code); ``request_id``; ``part_indexes`` (the parts of the
+    call that the failed request carried); ``partial`` (a
+    :class:`~tongyi_vision.PartialResult` with everything the call finished).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        part_indexes: tuple[int, ...] = (),
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.part_indexes = part_indexes
+        self.partial: PartialResult | None = None
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        details = []
+        if self.status is not None:
+            details.append(f"status {self.status}")
+        if self.code:
+            details.append(f"code {self.code}")
+        if self.request_id:
+            details.append(f"request id {self.request_id}")
+        if self.part_indexes:
+            details.append(f"parts {_short_indexes(self.part_indexes)}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+
+class APIConnectionError(APIError):
+    """The service could not be reached, or the connection broke."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out."""
+
+
+class APIResponseValidationError(APIError):
+    """A success answer that is malformed: bad JSON, missing or extra vectors, wrong sizes."""
+
+
+class APIStatusError(APIError):
+    """The service answered with an error status."""
+
+
+class BadRequestError(APIStatusError):
+    """400: the service refused the body, a URL or a part."""
+
+
+class ContentModerationError(BadRequestError):
+    """400 ``DataInspectionFailed``: content moderation refused an input."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the key is wrong, or belongs to the other region."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the model is not enabled for this account."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown model or path."""
+
+
+class RequestTimeoutError(APIStatusError):
+    """408: the service timed out."""
+
+
+class ConflictError(APIStatusError):
+    """409."""
+
+
+class RequestTooLargeError(APIStatusError):
+    """413: the body is too large (the client splits the batch and retries)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: rate limited; ``retry_after`` holds the server's hint in seconds, if any."""
+
+    retry_after: float | None = None
+
+
+class ServerError(APIStatusError):
+    """5xx."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    409: ConflictError,
+    413: RequestTooLargeError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int, code: str | None) -> type[APIStatusError]:
+    """The most specific error class for an HTTP status and provider code."""
+    if status == 400 and code == "DataInspectionFailed":
+        return ContentModerationError
+    if status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status, APIStatusError)
+
+
+def _short_indexes(indexes: tuple[int, ...]) -> str:
+    if len(indexes) <= 8:
+        return ", ".join(map(str, indexes))
+    return f"{', '.join(map(str, indexes[:8]))}, ... ({len(indexes)} in all)"

@@ -1,0 +1,136 @@
+"""The numbers of the wire contract: models, sizes, limits and prices.
+
+Both the client (which checks inputs before sending) and the emulator (which
+refuses what the real service refuses) read them from here, so the two cannot
+drift apart. See ``docs/limits.md`` for where each figure comes from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+FLASH = "tongyi-embedding-vision-flash"
+PLUS = "tongyi-embedding-vision-plus"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one model accepts and costs."""
+
+    name: str
+    default_dimension: int
+    dimensions: tuple[int, ...]
+    text_price_per_million: float
+    media_price_per_million: float
+
+
+MODELS: dict[str, ModelSpec] = {
+    FLASH: ModelSpec(FLASH, 768, (768, 512, 256, 128, 64), 0.09, 0.03),
+    PLUS: ModelSpec(PLUS, 1152, (1152, 1024, 512, 256, 128, 64), 0.09, 0.09),
+}
+
+DEFAULT_MODEL = FLASH
+
+MAX_TEXT_TOKENS = 1024
+MAX_IMAGE_BYTES = 3 * 1024 * 1024
+MAX_VIDEO_BYTES = 10 * 1024 * 1024
+MAX_IMAGES_PER_REQUEST = 8
+MAX_IMAGES_PER_GROUP = 8
+# The API family documents at most 20 content elements per request.
+MAX_PARTS_PER_REQUEST = 20
+# Eight images near the 3 MB limit would make a 32 MB body; keep requests well below
+# what gateways commonly accept and let 413 answers split a batch further.
+DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+IMAGE_MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}
+VIDEO_MIME_TYPES = {
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "mpeg": "video/mpeg",
+    "webm": "video/webm",
+    "avi": "video/x-msvideo",
+    "flv": "video/x-flv",
+    "mkv": "video/x-matroska",
+}
+
+_CJK = re.compile(
+    "[\u1100-\u11ff\u2e80-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff00-\uffef"
+    "\U00020000-\U0002fa1f]"
+)
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Estimate how many tokens the service counts for ``text``.
+
+    The service does not publish its tokenizer, so this errs on the high side:
+    every CJK character is one token, and the rest counts one token per three
+    characters (English text averages about four). A text this estimate puts at
+    1,024 tokens or fewer is accepted by the service.
+    """
+    cjk = len(_CJK.findall(text))
+    rest = len(text) - cjk
+    return cjk + math.ceil(rest / 3)
+
+
+def image_tokens_for_pixels(width: int, height: int) -> int:
+    """The emulator's documented image-token formula: one token per 28x28 patch.
+
+    Images are counted after scaling into [4, 1024] patches, the way vision
+    encoders of this family tile their input. The real formula is not published;
+    real usage always comes from the service's answer.
+    """
+    patches = math.ceil(width / 28) * math.ceil(height / 28)
+    return max(4, min(1024, patches))
+
+
+def sniff_image_format(head: bytes) -> str | None:
+    """Return ``jpeg``, ``png``, ``bmp``, ``gif``, ``webp``, ``tiff`` or ``None`` from magic bytes."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    return None
+
+
+def sniff_video_format(head: bytes) -> str | None:
+    """Return a key of :data:`VIDEO_MIME_TYPES`, or ``None``, from the first bytes of a file."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "mov" if brand == b"qt  " else "mp4"
+    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "mov"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm" if b"webm" in head[:64] else "mkv"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "avi"
+    if head.startswith(b"FLV"):
+        return "flv"
+    if head.startswith((b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")):
+        return "mpeg"
+    return None
+
+
+def media_price(model: str) -> tuple[float, float]:
+    """(text, image/video) dollars per million tokens; unknown models cost as flash's sibling plus."""
+    spec = MODELS.get(base_model(model))
+    if spec is None:
+        spec = MODELS[PLUS]
+    return spec.text_price_per_million, spec.media_price_per_million
+
+
+def base_model(model: str) -> str:
+    """Strip a dated snapshot suffix: ``tongyi-embedding-vision-flash-2026-03-06`` -> flash."""
+    for name in MODELS:
+        if model == name or model.startswith(name + "-"):
+            return name
+    return model

@@ -1,0 +1,99 @@
+"""Results of an embed call: vectors, usage and cost, partial results, progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ._limits import media_price
+
+Vector = list[float]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens, requests and cost of one call, or summed over a client's life.
+
+    ``text_tokens`` and ``media_tokens`` (images and video) come from the
+    provider where it reports them per modality (native dialect). Where it
+    reports only a total (openai dialect), the split is computed from the
+    client's text-token estimate and ``modality_estimated`` is true; the cost
+    follows the split, with the prices of ``docs/limits.md``.
+    """
+
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+    text_tokens: int = 0
+    media_tokens: int = 0
+    image_count: int = 0
+    video_seconds: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    cost_usd: float = 0.0
+    modality_estimated: bool = False
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            text_tokens=self.text_tokens + other.text_tokens,
+            media_tokens=self.media_tokens + other.media_tokens,
+            image_count=self.image_count + other.image_count,
+            video_seconds=self.video_seconds + other.video_seconds,
+            requests=self.requests + other.requests,
+            retries=self.retries + other.retries,
+            cost_usd=self.cost_usd + other.cost_usd,
+            modality_estimated=self.modality_estimated or other.modality_estimated,
+        )
+
+    def priced(self, model: str) -> Usage:
+        """This usage with ``cost_usd`` computed for ``model``."""
+        text_price, media_price_ = media_price(model)
+        cost = (self.text_tokens * text_price + self.media_tokens * media_price_) / 1_000_000
+        return replace(self, cost_usd=cost)
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """What ``embed`` returns: one vector per part, in input order, and the usage of the call."""
+
+    vectors: list[Vector]
+    usage: Usage
+    model: str
+    dimension: int
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass
+class PartialResult:
+    """What a failed call had finished: ``vectors[i]`` is ``None`` for each part not embedded.
+
+    Pass it as ``embed(parts, resume=partial)`` with the same parts to send only
+    the missing ones.
+    """
+
+    vectors: list[Vector | None]
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def missing(self) -> list[int]:
+        """Indexes of the parts that have no vector yet."""
+        return [i for i, v in enumerate(self.vectors) if v is None]
+
+    @property
+    def done(self) -> int:
+        return len(self.vectors) - len(self.missing)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to a ``progress`` callback after each request finishes (or is retried)."""
+
+    parts_done: int
+    parts_total: int
+    requests_done: int
+    requests_total: int
+    retries: int
