@@ -40,6 +40,7 @@ from ._exceptions import (
 )
 from ._limits import FLASH, MODELS, PLUS, ModelSpec, estimate_text_tokens
 from ._parts import Image, MultiImage, Part
+from ._references import file_uri, media_part
 from ._types import EmbedResult, PartialResult, ProgressEvent, Usage
 from ._video import Video
 
@@ -86,4 +87,6 @@ __all__ = [
     "Video",
     "__version__",
     "estimate_text_tokens",
+    "file_uri",
+    "media_part",
 ]
