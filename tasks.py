@@ -82,8 +82,17 @@ def typecheck() -> None:
 
 def unit() -> None:
     # Unix sockets stay allowed: asyncio's event loop wakes itself through a socketpair.
-    run(PYTHON, "-m", "pytest", "tests", "-p", "no:cacheprovider", "--disable-socket",
-        "--allow-unix-socket", "-q")
+    run(
+        PYTHON,
+        "-m",
+        "pytest",
+        "tests",
+        "-p",
+        "no:cacheprovider",
+        "--disable-socket",
+        "--allow-unix-socket",
+        "-q",
+    )
 
 
 def integration() -> None:
