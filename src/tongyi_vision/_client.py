@@ -26,7 +26,7 @@ from ._limits import (
     MAX_PARTS_PER_REQUEST,
 )
 from ._parts import Image, ImageSource, MultiImage, Part, prepare_part
-from ._planner import Limits, Plan, dedupe, pack
+from ._planner import Batch, Limits, Plan, dedupe, pack
 from ._scheduler import (
     WAIT,
     AdaptiveLimit,
@@ -99,7 +99,8 @@ class _BaseClient:
             "User-Agent": f"tongyi-vision/{__version__}",
             "Content-Type": "application/json",
             "Accept": "application/json",
-            **dict(default_headers or {}),
+            # the client's own Authorization wins, whatever the case of a caller's header
+            **{k: v for k, v in (default_headers or {}).items() if k.lower() != "authorization"},
             "Authorization": f"Bearer {self._settings.api_key.get()}",
         }
         self._usage = Usage()
@@ -179,7 +180,7 @@ class _BaseClient:
                 raise exc.at(index) from exc.__cause__
         unique, owners = dedupe(prepared)
         plan = Plan(unique, owners, pack(unique, self._limits))
-        callback, close_bar = self._progress_callback(progress, len(parts))
+        callback, close_bar = self._progress_callback(progress, len(prepared))
         call = Call(
             plan,
             endpoint=Endpoint(
@@ -209,7 +210,7 @@ class _BaseClient:
             bar = tqdm(total=total, desc="embedding", unit="part")
 
             def advance(event: ProgressEvent) -> None:
-                bar.update(event.parts_done - bar.n)
+                bar.update(max(0, event.parts_done - bar.n))
 
             callbacks.append(advance)
             close = bar.close
@@ -338,7 +339,7 @@ class Client(_BaseClient):
         return self.embed(self._texts(texts), **kwargs)
 
     def embed_images(self, images: Iterable[Image | ImageSource], **kwargs: Any) -> EmbedResult:
-        """Embed images given as :class:`Image` or anything ``Image`` takes (paths, URLs, bytes...)."""
+        """Embed images given as :class:`Image` or anything ``Image`` takes (paths, URLs, bytes)."""
         return self.embed(self._images(images), **kwargs)
 
     def embed_videos(self, videos: Iterable[Video | str], **kwargs: Any) -> EmbedResult:
@@ -361,7 +362,7 @@ class Client(_BaseClient):
                     while batch is WAIT:
                         condition.wait()
                         batch = call.try_take()
-                if batch is None or batch is WAIT:
+                if not isinstance(batch, Batch):
                     return
                 try:
                     drive_sync(call.run_batch(batch), self._send, self._sleep)
@@ -473,7 +474,7 @@ class AsyncClient(_BaseClient):
     async def embed_images(
         self, images: Iterable[Image | ImageSource], **kwargs: Any
     ) -> EmbedResult:
-        """Embed images given as :class:`Image` or anything ``Image`` takes (paths, URLs, bytes...)."""
+        """Embed images given as :class:`Image` or anything ``Image`` takes (paths, URLs, bytes)."""
         return await self.embed(self._images(images), **kwargs)
 
     async def embed_videos(self, videos: Iterable[Video | str], **kwargs: Any) -> EmbedResult:
@@ -498,7 +499,7 @@ class AsyncClient(_BaseClient):
                     while batch is WAIT:
                         await condition.wait()
                         batch = call.try_take()
-                if batch is None or batch is WAIT:
+                if not isinstance(batch, Batch):
                     return
                 try:
                     await drive_async(call.run_batch(batch), self._send, self._sleep)

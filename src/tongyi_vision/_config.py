@@ -1,4 +1,4 @@
-"""Settings resolved once, when a client is constructed: argument, then environment, then default."""
+"""Settings resolved once, when a client is constructed: argument, environment, default."""
 
 from __future__ import annotations
 

@@ -15,10 +15,8 @@ from ._types import Usage, Vector
 from ._wire import (
     NATIVE_PATH,
     OPENAI_PATH,
-    NativeError,
     NativeResponse,
     NativeUsage,
-    OpenAIError,
     OpenAIResponse,
 )
 
@@ -93,9 +91,12 @@ def parse_answer(
                 f"for a request of {count} parts",
                 request_id=request_id,
             )
-        if dimension is not None and len(vector) != dimension:
+        # Without a known size, the first vector sets it: one answer never mixes sizes.
+        expected = dimension if dimension is not None else len(items[0][1])
+        if not vector or len(vector) != expected:
             raise APIResponseValidationError(
-                f"the embedding at index {index} has {len(vector)} dimensions, expected {dimension}",
+                f"the embedding at index {index} has {len(vector)} dimensions, "
+                f"expected {expected or 'at least one'}",
                 request_id=request_id,
             )
         if not all(map(math.isfinite, vector)):
@@ -171,7 +172,8 @@ def parse_error(dialect: str, status: int, content: bytes) -> tuple[str | None, 
     """(provider code, message, request id) from an error body of either dialect.
 
     The body may be JSON with or without a JSON content type, in either shape
-    (a gateway may pass a native error through), or not JSON at all.
+    (a gateway may pass a native error through), or not JSON at all. This never
+    raises: whatever the body holds, the caller gets a message to show.
     """
     text = content.decode("utf-8", "replace").strip()
     try:
@@ -179,15 +181,34 @@ def parse_error(dialect: str, status: int, content: bytes) -> tuple[str | None, 
     except ValueError:
         data = None
     if isinstance(data, dict):
-        if isinstance(data.get("error"), dict):
-            err = OpenAIError.model_validate(data).error
-            code = None if err.code is None else str(err.code)
-            return code or err.type, err.message or f"HTTP {status}", data.get("request_id")
+        request_id = _text(data.get("request_id"))
+        error = data.get("error")
+        if isinstance(error, dict):
+            # openai shape: {"error": {"message", "type", "code", "param"}}
+            code = _text(error.get("code")) or _text(error.get("type"))
+            message = _text(error.get("message")) or f"HTTP {status}"
+            return code, message, request_id or _text(error.get("request_id"))
+        if isinstance(error, str) and error:
+            # some gateways answer {"error": "message"}
+            return _text(data.get("code")), error, request_id
         if "code" in data or "message" in data:
-            native = NativeError.model_validate(data)
-            return native.code, native.message or f"HTTP {status}", native.request_id
+            # native shape: {"code", "message", "request_id"}
+            return (
+                _text(data.get("code")),
+                _text(data.get("message")) or f"HTTP {status}",
+                request_id,
+            )
     snippet = text[:200] if text else "(empty body)"
     return None, f"HTTP {status}: {snippet}", None
+
+
+def _text(value: object) -> str | None:
+    """A JSON scalar as a string (codes come as strings or numbers); ``None`` for anything else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (str, int, float)):
+        return str(value) or None
+    return None
 
 
 def _first_error(exc: Exception) -> str:

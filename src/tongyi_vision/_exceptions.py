@@ -3,7 +3,7 @@
 ::
 
     TongyiVisionError
-    ├── ConfigurationError (ValueError)        bad or missing settings: key, model, dialect, dimension
+    ├── ConfigurationError (ValueError)        bad or missing settings: key, dialect, dimension
     ├── MissingDependencyError (ImportError)   an optional extra is not installed
     ├── InputError (ValueError)                a part is refused before anything is sent
     │   ├── EmptyInputError
@@ -170,7 +170,12 @@ class APIResponseValidationError(APIError):
 
 
 class APIStatusError(APIError):
-    """The service answered with an error status."""
+    """The service answered with an error status.
+
+    ``retry_after`` holds the server's ``Retry-After`` hint in seconds, if it sent one.
+    """
+
+    retry_after: float | None = None
 
 
 class BadRequestError(APIStatusError):
@@ -207,8 +212,6 @@ class RequestTooLargeError(APIStatusError):
 
 class RateLimitError(APIStatusError):
     """429: rate limited; ``retry_after`` holds the server's hint in seconds, if any."""
-
-    retry_after: float | None = None
 
 
 class ServerError(APIStatusError):

@@ -86,7 +86,7 @@ def image_tokens_for_pixels(width: int, height: int) -> int:
 
 
 def sniff_image_format(head: bytes) -> str | None:
-    """Return ``jpeg``, ``png``, ``bmp``, ``gif``, ``webp``, ``tiff`` or ``None`` from magic bytes."""
+    """``jpeg``, ``png``, ``bmp``, ``gif``, ``webp``, ``tiff`` or ``None``, from magic bytes."""
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -121,7 +121,8 @@ def sniff_video_format(head: bytes) -> str | None:
 
 
 def media_price(model: str) -> tuple[float, float]:
-    """(text, image/video) dollars per million tokens; unknown models cost as flash's sibling plus."""
+    """(text, image/video) dollars per million tokens; an unknown model is priced as plus,
+    the dearer of the two, so a cost estimate errs high."""
     spec = MODELS.get(base_model(model))
     if spec is None:
         spec = MODELS[PLUS]

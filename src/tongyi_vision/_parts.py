@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from . import _imaging
 from ._exceptions import (
+    CorruptMediaError,
     EmptyInputError,
     InputError,
     MediaNotFoundError,
@@ -121,8 +122,16 @@ def _path_from(value: str | os.PathLike[str]) -> Path:
 def _read_head(path: Path, description: str) -> tuple[int, bytes]:
     try:
         size = path.stat().st_size
-        if not path.is_file():
-            raise MediaNotFoundError("is not a file", part=description)
+        is_file = path.is_file()
+    except FileNotFoundError as exc:
+        raise MediaNotFoundError("file not found; check the path", part=description) from exc
+    except OSError as exc:
+        raise MediaNotFoundError(
+            f"cannot be read ({exc.strerror or exc})", part=description
+        ) from exc
+    if not is_file:
+        raise MediaNotFoundError("is not a file", part=description)
+    try:
         with path.open("rb") as handle:
             head = handle.read(_HEAD)
     except FileNotFoundError as exc:
@@ -130,8 +139,6 @@ def _read_head(path: Path, description: str) -> tuple[int, bytes]:
     except PermissionError as exc:
         raise MediaNotFoundError("cannot be read: permission denied", part=description) from exc
     except OSError as exc:
-        if isinstance(exc, InputError):
-            raise
         raise MediaNotFoundError(
             f"cannot be read ({exc.strerror or exc})", part=description
         ) from exc
@@ -187,11 +194,12 @@ class Image:
         self.source: str | os.PathLike[str] | bytes | PILImage = source
 
     def __repr__(self) -> str:
-        if isinstance(self.source, bytes):
-            return f"Image(<{len(self.source):,} bytes>)"
-        if self._pil is not None:
-            return f"Image(<PIL {self._pil.width}x{self._pil.height}>)"
-        return f"Image({describe(os.fspath(self.source))})"
+        source = self.source
+        if isinstance(source, bytes):
+            return f"Image(<{len(source):,} bytes>)"
+        if self._pil is not None or not isinstance(source, (str, os.PathLike)):
+            return f"Image(<PIL {self._pil.width}x{self._pil.height}>)" if self._pil else "Image()"
+        return f"Image({describe(os.fspath(source))})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Image) and other.source == self.source
@@ -244,10 +252,15 @@ class Image:
         except (binascii.Error, ValueError) as exc:
             raise UnsupportedMediaError("has invalid base64", part=description) from exc
         fmt = sniff_image_format(data[:_HEAD])
-        if fmt in IMAGE_MIME_TYPES and len(data) <= MAX_IMAGE_BYTES:
+        if (
+            fmt in IMAGE_MIME_TYPES
+            and len(data) <= MAX_IMAGE_BYTES
+            and header.split(";")[0] == "data:" + IMAGE_MIME_TYPES[fmt]
+        ):
             # Already in the service's form: send the caller's string unchanged.
             key = "i:" + hashlib.sha256(uri.encode()).hexdigest()
             return Prepared("image", key, description, len(uri) + 16, 1, 0, lambda: {"image": uri})
+        # A mislabelled type, another format or too large: re-encode from the bytes.
         return self._from_bytes(data, fmt, description)
 
     def _from_bytes(self, data: bytes, fmt: str | None, description: str) -> Prepared:
@@ -265,7 +278,7 @@ class Image:
                 0,
                 lambda: {"image": _data_uri(mime, data)},
             )
-        self._check_fit(fmt, len(data), description)
+        self._check_fit(fmt, len(data), description, data)
         return Prepared(
             "image",
             key,
@@ -293,7 +306,7 @@ class Image:
                 0,
                 lambda: {"image": _data_uri(mime, _read_file(path, description))},
             )
-        self._check_fit(fmt, size, description)
+        self._check_fit(fmt, size, description, path)
         return Prepared(
             "image",
             key,
@@ -304,13 +317,20 @@ class Image:
             lambda: {"image": self._fit(_read_file(path, description), description)},
         )
 
-    def _check_fit(self, fmt: str | None, size: int, description: str) -> None:
-        """Raise unless the image can be re-encoded to fit."""
+    def _check_fit(
+        self, fmt: str | None, size: int, description: str, source: bytes | Path
+    ) -> None:
+        """Raise unless the image can be re-encoded to fit.
+
+        Pillow reads only the header here, so a file it cannot decode, or a
+        decompression bomb, is refused before any request is sent.
+        """
         if fmt in IMAGE_MIME_TYPES:
             problem = f"is {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte (3 MB) limit"
             error: type[InputError] = MediaTooLargeError
         else:
-            problem = f"is {fmt.upper() if fmt else 'not a recognised image format'}; the service takes JPEG, PNG or BMP"
+            name = fmt.upper() if fmt else "not a recognised image format"
+            problem = f"is {name}; the service takes JPEG, PNG or BMP"
             error = UnsupportedMediaError
         if not self.auto_fit:
             raise error(f"{problem}; convert it, or pass auto_fit=True", part=description)
@@ -320,6 +340,19 @@ class Image:
                 "pip install 'tongyi-vision[image]'",
                 part=description,
             )
+        try:
+            probe = _imaging.open_image(
+                source if isinstance(source, bytes) else str(source), description=description
+            )
+        except CorruptMediaError as exc:
+            if fmt is None:
+                raise UnsupportedMediaError(
+                    "is not an image in a format Pillow can read; the service takes JPEG, "
+                    "PNG or BMP",
+                    part=description,
+                ) from exc
+            raise
+        probe.close()
 
     def _fit(self, data: bytes, description: str) -> str:
         fitted, fmt = _imaging.fit_image(data, max_bytes=MAX_IMAGE_BYTES, description=description)
@@ -369,6 +402,7 @@ class MultiImage:
                 prepared.append(image.prepare())
             except InputError as exc:
                 exc.part = f"image {position} of MultiImage ({exc.part})"
+                exc.args = (exc._format(),)
                 raise
         key = "m:" + "|".join(p.key for p in prepared)
 

@@ -12,6 +12,7 @@ rate-limit adaptation, splitting and failure handling are the same code.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -19,11 +20,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import httpx
 
-from ._dialects import Answer, parse_answer, parse_error
+from ._dialects import Answer, build_body, parse_answer, parse_error
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -61,7 +62,7 @@ class Sleep:
     seconds: float
 
 
-Effect = Union[Load, Send, Sleep]
+Effect = Load | Send | Sleep
 BatchFlow = Generator[Effect, Any, None]
 
 
@@ -86,7 +87,7 @@ class RetryPolicy:
     def delay(self, retries_so_far: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        base = min(self.initial_backoff * 2**retries_so_far, self.max_backoff)
+        base = min(self.initial_backoff * 2.0**retries_so_far, self.max_backoff)
         return base * (1 - 0.25 * random.random())
 
 
@@ -191,6 +192,7 @@ class Call:
         self.requests_done = 0
         self.parts_done = 0
         self._lock = threading.Lock()
+        self._progress_lock = threading.Lock()
 
     # --- taking and giving back work (driver's lock held) ---
 
@@ -229,25 +231,27 @@ class Call:
                     f"request timed out ({type(exc).__name__}); raise timeout=... if this persists"
                 )
                 error.__cause__ = exc
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:
+                # Connect and read errors, broken connections, undecodable bodies.
                 error = APIConnectionError(
                     f"connection failed: {self.endpoint.redact(str(exc)) or type(exc).__name__}"
                 )
                 error.__cause__ = exc
             else:
-                assert isinstance(response, httpx.Response)
                 outcome = self._assess(batch, response)
                 if isinstance(outcome, Answer):
                     self._succeed(batch, outcome)
                     return
                 error = outcome
+            with self._lock:
+                self.usage = self.usage + Usage(requests=1)
             if isinstance(error, APIStatusError) and error.status == 413 and len(batch.items) > 1:
                 self._split(batch)
                 return
             if not self._retryable(error) or retries >= self.policy.max_retries:
                 self._fail(batch, error)
                 return
-            retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+            retry_after = error.retry_after if isinstance(error, APIStatusError) else None
             if isinstance(error, RateLimitError):
                 self.limit.on_throttle(epoch)
             delay = self.policy.delay(retries, retry_after)
@@ -262,26 +266,27 @@ class Call:
                 self.policy.max_retries,
                 error,
             )
+            self._notify()
             yield Sleep(delay)
 
     def build_body(self, batch: Batch) -> bytes:
-        import json
-
-        from ._dialects import build_body
-
-        contents = [self.plan.unique[i].load() for i in batch.items]
+        contents = []
+        for slot in batch.items:
+            try:
+                contents.append(self.plan.unique[slot].load())
+            except InputError as exc:
+                # A file changed or vanished after the call was checked: name the part.
+                raise exc.at(self.plan.owners[slot][0]) from exc.__cause__
         body = build_body(
             self.endpoint.dialect, self.endpoint.model, contents, self.endpoint.dimension
         )
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
     def _assess(self, batch: Batch, response: httpx.Response) -> Answer | APIError:
-        with self._lock:
-            self.usage = self.usage + Usage(requests=1)
         request_id = _request_id(response.headers)
         if response.is_success:
             try:
-                return parse_answer(
+                answer = parse_answer(
                     self.endpoint.dialect,
                     response.content,
                     count=len(batch.items),
@@ -291,7 +296,13 @@ class Call:
                     request_id=request_id,
                 )
             except APIResponseValidationError as exc:
+                exc.message = self.endpoint.redact(exc.message)
+                exc.args = (exc.message,)
+                exc.status = response.status_code
                 return exc
+            with self._lock:
+                self.usage = self.usage + Usage(requests=1)
+            return answer
         code, message, body_request_id = parse_error(
             self.endpoint.dialect, response.status_code, response.content
         )
@@ -302,8 +313,7 @@ class Call:
             code=code,
             request_id=body_request_id or request_id,
         )
-        if isinstance(error, RateLimitError):
-            error.retry_after = parse_retry_after(response.headers)
+        error.retry_after = parse_retry_after(response.headers)
         return error
 
     @staticmethod
@@ -318,19 +328,31 @@ class Call:
     def _succeed(self, batch: Batch, answer: Answer) -> None:
         self.limit.on_success()
         with self._lock:
-            for slot, vector in zip(batch.items, answer.vectors):
+            for slot, vector in zip(batch.items, answer.vectors, strict=True):
                 self.results[slot] = vector
             self.usage = self.usage + answer.usage
             self.requests_done += 1
             self.parts_done += sum(len(self.plan.owners[slot]) for slot in batch.items)
-            event = ProgressEvent(
-                self.parts_done,
-                self.parts_total,
-                self.requests_done,
-                self.requests_done + len(self.queue) + self.in_flight - 1,
-                self.usage.retries,
-            )
-        if self.progress is not None:
+        self._notify(finished=True)
+
+    def _notify(self, *, finished: bool = False) -> None:
+        """Tell the progress callback where the call stands; events arrive one at a time,
+        in order, whichever worker sends them."""
+        if self.progress is None:
+            return
+        with self._progress_lock:
+            with self._lock:
+                event = ProgressEvent(
+                    parts_done=self.parts_done,
+                    parts_total=self.parts_total,
+                    requests_done=self.requests_done,
+                    # the sender is still counted in flight; if it finished, also in done
+                    requests_total=self.requests_done
+                    + len(self.queue)
+                    + self.in_flight
+                    - (1 if finished else 0),
+                    retries=self.usage.retries,
+                )
             self.progress(event)
 
     def _split(self, batch: Batch) -> None:
