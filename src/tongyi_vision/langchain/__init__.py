@@ -1,0 +1,37 @@
+"""LangChain integration: multimodal embeddings and image/video loaders.
+
+Swap :class:`TongyiVisionEmbeddings` into any vector store and load media with
+:class:`TongyiImageLoader` / :class:`TongyiVideoLoader`; the store, its
+retrievers and chains keep working, now over images and video too.
+
+>>> from langchain_core.vectorstores import InMemoryVectorStore
+>>> from tongyi_vision.langchain import TongyiImageLoader, TongyiVisionEmbeddings
+>>> store = InMemoryVectorStore(TongyiVisionEmbeddings())
+>>> store.add_documents(TongyiImageLoader("photos/").load())
+>>> store.similarity_search("a red bicycle", k=1)
+
+Needs the ``langchain`` extra: ``pip install 'tongyi-vision[langchain]'``.
+"""
+
+from .._exceptions import MissingDependencyError
+
+try:
+    import langchain_core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in an environment without LangChain
+    raise MissingDependencyError("langchain-core", "langchain", "tongyi_vision.langchain") from exc
+
+from ._embeddings import TongyiVisionEmbeddings
+from ._loaders import (
+    SkippedMediaWarning,
+    TongyiImageLoader,
+    TongyiImageParser,
+    TongyiVideoLoader,
+)
+
+__all__ = [
+    "SkippedMediaWarning",
+    "TongyiImageLoader",
+    "TongyiImageParser",
+    "TongyiVideoLoader",
+    "TongyiVisionEmbeddings",
+]
