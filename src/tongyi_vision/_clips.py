@@ -1,0 +1,505 @@
+"""Decoding local videos with PyAV: probing, frame sampling, and splitting into clips.
+
+The service embeds at most eight images into one vector, so a local video (or
+one clip of it) becomes up to eight JPEG frames spread over its time range.
+Everything here streams: a call decodes one clip at a time, converts only the
+frames it keeps, and holds at most ``count`` encoded JPEGs, so memory does not
+grow with the length of the video.
+
+PyAV and Pillow (the ``video`` extra) are imported inside the functions that
+need them; ``import tongyi_vision`` never loads them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import (
+    CorruptMediaError,
+    InputError,
+    MediaNotFoundError,
+    MissingDependencyError,
+    UnsupportedMediaError,
+)
+from ._limits import MAX_IMAGES_PER_GROUP, VIDEO_MIME_TYPES, sniff_video_format
+from ._parts import _path_from, _read_head, describe
+from ._video import Video, format_seconds
+
+VideoSource = str | os.PathLike[str] | bytes
+
+DEFAULT_CLIP_SECONDS = 10.0
+DEFAULT_FRAMES = 8
+# Frames are scaled so their long side is at most this: the model sees far less, and eight
+# frames of a 4K video would otherwise make a body of tens of megabytes.
+FRAME_MAX_SIDE = 1024
+# Per-frame budget: eight frames stay near 4 MB of JPEG, under the request-size limit.
+FRAME_MAX_BYTES = 512 * 1024
+_JPEG_QUALITIES = (85, 75, 60)
+# Beyond this gap to the next sampled frame, seeking to a keyframe beats decoding through.
+_SEEK_GAP_SECONDS = 4.0
+# A last clip shorter than this joins the one before it instead of standing alone.
+MIN_TAIL_SECONDS = 1.0
+
+
+def require_av(purpose: str) -> Any:
+    """Import PyAV (and check Pillow) or raise :class:`MissingDependencyError` naming ``video``."""
+    try:
+        import av
+    except ImportError as exc:  # pragma: no cover - exercised without the extra
+        raise MissingDependencyError("av", "video", purpose) from exc
+    try:
+        import PIL  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - exercised without the extra
+        raise MissingDependencyError("Pillow", "video", purpose) from exc
+    return av
+
+
+def video_decoding_available() -> bool:
+    """Whether PyAV and Pillow are installed (the ``video`` extra)."""
+    try:
+        require_av("")
+    except MissingDependencyError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` learns from a video's headers."""
+
+    duration: float
+    """Seconds."""
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    format: str
+    """The container, a key of the supported formats: ``mp4``, ``mov``, ``webm``, ..."""
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One frame taken from a video: its time (seconds from the start) and JPEG bytes."""
+
+    time: float
+    jpeg: bytes
+    width: int
+    height: int
+
+
+def _describe_source(source: VideoSource) -> str:
+    if isinstance(source, bytes):
+        return f"<{len(source):,} bytes of video>"
+    return describe(os.fspath(source))
+
+
+def _sniff(source: VideoSource, description: str) -> str:
+    """The container format from magic bytes; refuses what the service does not list."""
+    if isinstance(source, bytes):
+        head = source[:64]
+        if not head:
+            raise CorruptMediaError("is empty", part=description)
+    else:
+        _, head = _read_head(_local_path(source), description)
+    fmt = sniff_video_format(head)
+    if fmt is None:
+        raise UnsupportedMediaError(
+            f"is not a video container the service takes ({', '.join(sorted(VIDEO_MIME_TYPES))})",
+            part=description,
+        )
+    return fmt
+
+
+def _local_path(source: str | os.PathLike[str]) -> Path:
+    text = os.fspath(source)
+    if text.startswith("file://"):
+        return _path_from(urllib.parse.urldefrag(text).url)
+    return Path(text)
+
+
+class _Opened:
+    """An open container and its first video stream, closed on exit."""
+
+    def __init__(self, source: VideoSource, description: str) -> None:
+        self.description = description
+        av = require_av(f"Decoding {description}")
+        self._av = av
+        target: Any = io.BytesIO(source) if isinstance(source, bytes) else str(_local_path(source))
+        try:
+            self.container: Any = av.open(target, metadata_errors="ignore")
+        except FileNotFoundError as exc:
+            raise MediaNotFoundError("file not found; check the path", part=description) from exc
+        except PermissionError as exc:
+            raise MediaNotFoundError("cannot be read: permission denied", part=description) from exc
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise CorruptMediaError(
+                f"cannot be opened as a video ({_reason(exc)}); the file is corrupt or truncated",
+                part=description,
+            ) from exc
+        try:
+            streams = self.container.streams.video
+            if not streams:
+                raise UnsupportedMediaError("has no video stream", part=description)
+            self.stream: Any = streams[0]
+            codec = self.stream.codec_context
+            if codec is None or not getattr(codec, "name", None):
+                raise UnsupportedMediaError(
+                    "uses a video codec this build of PyAV cannot decode", part=description
+                )
+            # Two decoder threads cost a couple of frames of memory and halve decode time.
+            codec.thread_type = "AUTO"
+        except BaseException:
+            self.container.close()
+            raise
+        base = self.stream.start_time
+        self.offset = float(base * self.stream.time_base) if base is not None else 0.0
+
+    def __enter__(self) -> _Opened:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.container.close()
+
+    @property
+    def error_types(self) -> tuple[type[BaseException], ...]:
+        return (self._av.error.FFmpegError, OSError, ValueError)
+
+    def fps(self) -> float | None:
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        return float(rate) if rate else None
+
+    def duration(self) -> float:
+        stream = self.stream
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif self.container.duration is not None:
+            # AV_TIME_BASE: container durations are in microseconds.
+            seconds = self.container.duration / 1_000_000
+        else:
+            seconds = self._duration_from_packets()
+        if not seconds or seconds <= 0 or not math.isfinite(seconds):
+            raise CorruptMediaError(
+                "has no readable duration; the file is corrupt or truncated",
+                part=self.description,
+            )
+        return seconds
+
+    def _duration_from_packets(self) -> float:
+        """Read packet timestamps (no decoding) when the headers carry no duration."""
+        last = 0.0
+        try:
+            for packet in self.container.demux(self.stream):
+                if packet.pts is None:
+                    continue
+                end = packet.pts + (packet.duration or 0)
+                last = max(last, float(end * self.stream.time_base) - self.offset)
+        except self.error_types as exc:
+            raise CorruptMediaError(
+                f"cannot be read to the end ({_reason(exc)})", part=self.description
+            ) from exc
+        self.container.seek(0)
+        return last
+
+    def frames(self, seek_to: float | None) -> Iterator[Any]:
+        """Decoded frames from the start, or from the keyframe at or before ``seek_to``."""
+        if seek_to is not None:
+            pts = int((seek_to + self.offset) / self.stream.time_base)
+            try:
+                self.container.seek(pts, stream=self.stream, backward=True)
+            except self.error_types as exc:
+                raise CorruptMediaError(
+                    f"cannot seek to {seek_to:.2f} s ({_reason(exc)})", part=self.description
+                ) from exc
+        return self._decode()
+
+    def _decode(self) -> Iterator[Any]:
+        decoded = self.container.decode(self.stream)
+        while True:
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                return
+            except self.error_types as exc:
+                raise CorruptMediaError(
+                    f"cannot be decoded ({_reason(exc)}); the file is corrupt or truncated",
+                    part=self.description,
+                ) from exc
+            yield frame
+
+    def time_of(self, frame: Any, position: int, fps: float | None) -> float:
+        if frame.pts is not None:
+            return float(frame.pts * self.stream.time_base) - self.offset
+        return position / (fps or 25.0)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text[:120] if text else type(exc).__name__
+
+
+def probe_video(source: VideoSource) -> VideoInfo:
+    """Read a local video's headers: duration, size, frame rate, codec and container.
+
+    Raises :class:`UnsupportedMediaError` for a container the service does not
+    list or a file without a video stream, :class:`CorruptMediaError` for a
+    file that cannot be opened (corrupt, or truncated before its index), and
+    :class:`MissingDependencyError` without the ``video`` extra.
+
+    >>> probe_video("talk.mp4").duration
+    1804.2
+    """
+    description = _describe_source(source)
+    fmt = _sniff(source, description)
+    with _Opened(source, description) as opened:
+        stream = opened.stream
+        return VideoInfo(
+            duration=opened.duration(),
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            fps=opened.fps(),
+            codec=str(stream.codec_context.name),
+            format=fmt,
+            mime_type=VIDEO_MIME_TYPES[fmt],
+        )
+
+
+def sample_times(start: float, end: float, count: int) -> list[float]:
+    """``count`` times spread evenly over ``[start, end]``: the middles of equal slices."""
+    step = (end - start) / count
+    return [start + (i + 0.5) * step for i in range(count)]
+
+
+def sample_frames(
+    source: VideoSource,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    count: int = DEFAULT_FRAMES,
+    max_side: int = FRAME_MAX_SIDE,
+    max_bytes: int = FRAME_MAX_BYTES,
+) -> list[SampledFrame]:
+    """Decode up to ``count`` frames spread over ``[start, end]`` (default: the whole video)
+    and JPEG-encode each, long side at most ``max_side`` pixels and at most ``max_bytes``.
+
+    Frames are decoded in order and only the sampled ones are converted; a gap
+    of more than a few seconds to the next sample is crossed by seeking, so a
+    sample of a long video does not decode all of it. A clip with fewer frames
+    than ``count`` gives each of its frames once. Raises
+    :class:`CorruptMediaError` when no frame in the range can be decoded.
+    """
+    if not 1 <= count <= MAX_IMAGES_PER_GROUP:
+        raise InputError(f"frames must be between 1 and {MAX_IMAGES_PER_GROUP}, not {count}")
+    description = _describe_source(source)
+    with _Opened(source, description) as opened:
+        duration = opened.duration()
+        first = max(0.0, start or 0.0)
+        last = duration if end is None else min(end, duration)
+        if first >= last:
+            raise InputError(
+                f"the range {format_seconds(first)}-{format_seconds(end or duration)} s lies "
+                f"outside the video, which is {format_seconds(duration)} s long",
+                part=description,
+            )
+        fps = opened.fps()
+        # Half a frame interval: a frame this close before a sample time counts as at it.
+        tolerance = 0.5 / fps if fps else 0.02
+        picked = _pick_frames(opened, sample_times(first, last, count), first, last, tolerance)
+        if not picked:
+            raise CorruptMediaError(
+                f"no frame between {format_seconds(first)} s and {format_seconds(last)} s "
+                "could be decoded; the file is corrupt or truncated",
+                part=description,
+            )
+        return [_encode_frame(time, frame, max_side, max_bytes) for time, frame in picked]
+
+
+def _pick_frames(
+    opened: _Opened, targets: list[float], first: float, last: float, tolerance: float
+) -> list[tuple[float, Any]]:
+    """The decoded frame at (or just after) each target time, without repeats."""
+    fps = opened.fps()
+    picked: list[tuple[float, Any]] = []
+    frames: Iterator[Any] | None = None
+    current: tuple[float, Any] | None = None
+    position = 0
+    exhausted = False
+    for target in targets:
+        behind = current[0] if current is not None else 0.0
+        if frames is None or target - behind > _SEEK_GAP_SECONDS:
+            seek = target if target > _SEEK_GAP_SECONDS else None
+            if frames is None or seek is not None:
+                frames = opened.frames(seek)
+                current = None
+                exhausted = False
+        while not exhausted and (current is None or current[0] < target - tolerance):
+            frame = next(frames, None)
+            if frame is None:
+                exhausted = True
+                break
+            current = (opened.time_of(frame, position, fps), frame)
+            position += 1
+        if current is None:
+            break
+        time, frame = current
+        if not first - tolerance <= time <= last + tolerance:
+            if exhausted:
+                break
+            continue
+        if not picked or picked[-1][0] != time:
+            picked.append((max(time, 0.0), frame))
+        if exhausted:
+            break
+    return picked
+
+
+def _encode_frame(time: float, frame: Any, max_side: int, max_bytes: int) -> SampledFrame:
+    from PIL import Image as PILImageModule
+
+    width, height = int(frame.width), int(frame.height)
+    scale = min(1.0, max_side / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = frame.to_image(width=size[0], height=size[1])
+    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+    if rotation:
+        # Phones store portrait video as landscape plus a rotation the player applies.
+        image = image.rotate(rotation, expand=True)
+    for _ in range(6):
+        for quality in _JPEG_QUALITIES:
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=quality)
+            data = buffer.getvalue()
+            if len(data) <= max_bytes:
+                return SampledFrame(time, data, image.width, image.height)
+        image = image.resize(
+            (max(1, image.width * 3 // 4), max(1, image.height * 3 // 4)),
+            PILImageModule.Resampling.BILINEAR,
+        )
+    return SampledFrame(time, data, image.width, image.height)  # pragma: no cover
+
+
+def clip_bounds(
+    duration: float, clip_seconds: float = DEFAULT_CLIP_SECONDS
+) -> list[tuple[float, float]]:
+    """Split ``[0, duration]`` into consecutive clips of ``clip_seconds``.
+
+    The last clip ends at ``duration``; one shorter than a second joins the clip
+    before it, so no clip holds only a frame or two.
+
+    >>> clip_bounds(25.0, 10.0)
+    [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
+    """
+    if not clip_seconds > 0 or not math.isfinite(clip_seconds):
+        raise InputError(f"clip_seconds must be a positive number of seconds, not {clip_seconds}")
+    if duration <= 0:
+        return []
+    count = max(1, math.ceil(duration / clip_seconds - 1e-9))
+    bounds = [
+        (round(i * clip_seconds, 3), round(min((i + 1) * clip_seconds, duration), 3))
+        for i in range(count)
+    ]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < MIN_TAIL_SECONDS:
+        tail = bounds.pop()
+        bounds[-1] = (bounds[-1][0], tail[1])
+    return bounds
+
+
+def clip_uri(path: str | os.PathLike[str], start: float, end: float) -> str:
+    """The ``file://`` URI of a time range of a local video: ``file:///v.mp4#t=10,20``."""
+    return f"{_local_path(path).resolve().as_uri()}#t={format_seconds(start)},{format_seconds(end)}"
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """A time range of a local video, embedded as one vector.
+
+    ``duration`` is the length of the whole video; ``start_seconds`` and
+    ``end_seconds`` bound the clip. :meth:`part` gives the :class:`Video` to
+    embed; :attr:`uri` is the reference the LangChain loader puts in a
+    document's text.
+    """
+
+    source: str
+    index: int
+    start_seconds: float
+    end_seconds: float
+    duration: float
+    mime_type: str
+    frames: int = DEFAULT_FRAMES
+
+    @property
+    def uri(self) -> str:
+        """``file:///path/video.mp4#t=start,end`` (a W3C media fragment)."""
+        return clip_uri(self.source, self.start_seconds, self.end_seconds)
+
+    def part(self) -> Video:
+        """The clip as a part of an embed call: frames sampled from its range."""
+        return Video(
+            self.source,
+            strategy="frames",
+            start=self.start_seconds,
+            end=self.end_seconds,
+            frames=self.frames,
+        )
+
+    def thumbnail(self, *, max_side: int = 512) -> bytes:
+        """A JPEG of the frame at the middle of the clip (decodes one frame)."""
+        frame = sample_frames(
+            self.source,
+            start=self.start_seconds,
+            end=self.end_seconds,
+            count=1,
+            max_side=max_side,
+        )
+        return frame[0].jpeg
+
+    def save_thumbnail(self, directory: str | os.PathLike[str], *, max_side: int = 512) -> Path:
+        """Write :meth:`thumbnail` into ``directory`` as ``<video>.<start>-<end>.jpg``."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = (
+            f"{Path(self.source).stem}.{format_seconds(self.start_seconds)}-"
+            f"{format_seconds(self.end_seconds)}.jpg"
+        )
+        target = folder / name
+        target.write_bytes(self.thumbnail(max_side=max_side))
+        return target
+
+
+def iter_clips(
+    source: str | os.PathLike[str],
+    clip_seconds: float = DEFAULT_CLIP_SECONDS,
+    *,
+    frames: int = DEFAULT_FRAMES,
+) -> Iterator[VideoClip]:
+    """Split a local video into clips of ``clip_seconds`` (the last one may be shorter).
+
+    Only the headers are read here; each clip's frames are decoded when it is
+    embedded, so iterating over the clips of a long video is cheap.
+
+    >>> [(c.start_seconds, c.end_seconds) for c in iter_clips("25s.mp4", 10)]
+    [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
+    >>> client.embed([clip.part() for clip in iter_clips("talk.mp4")])
+    """
+    if not 1 <= frames <= MAX_IMAGES_PER_GROUP:
+        raise InputError(f"frames must be between 1 and {MAX_IMAGES_PER_GROUP}, not {frames}")
+    path = _local_path(source)
+    info = probe_video(path)
+    absolute = str(path.resolve())
+    for index, (start, end) in enumerate(clip_bounds(info.duration, clip_seconds)):
+        yield VideoClip(
+            source=absolute,
+            index=index,
+            start_seconds=start,
+            end_seconds=end,
+            duration=round(info.duration, 3),
+            mime_type=info.mime_type,
+            frames=frames,
+        )
