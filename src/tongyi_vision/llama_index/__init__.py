@@ -1,0 +1,35 @@
+"""LlamaIndex integration: one embedding model for text, images and video, and readers that
+turn image and video files into documents :class:`MultiModalVectorStoreIndex` indexes.
+
+>>> from llama_index.core.indices import MultiModalVectorStoreIndex
+>>> from tongyi_vision.llama_index import TongyiImageReader, TongyiVisionEmbedding
+>>> embedding = TongyiVisionEmbedding()            # key from EMPIRIOLABS_API_KEY
+>>> documents = TongyiImageReader(recursive=True).load_data("photos/")
+>>> index = MultiModalVectorStoreIndex.from_documents(
+...     documents, embed_model=embedding, image_embed_model=embedding
+... )
+
+Pass the same instance as ``embed_model`` and ``image_embed_model``: text and
+images then live in one vector space, so a text query finds images and an image
+finds texts. Needs the ``llama-index`` extra: ``pip install 'tongyi-vision[llama-index]'``.
+"""
+
+from .._exceptions import MissingDependencyError
+
+try:
+    import llama_index.core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(
+        "llama-index-core", "llama-index", "tongyi_vision.llama_index"
+    ) from exc
+
+from ._embedding import TongyiVisionEmbedding
+from ._readers import ReaderError, SkippedFileWarning, TongyiImageReader, TongyiVideoReader
+
+__all__ = [
+    "ReaderError",
+    "SkippedFileWarning",
+    "TongyiImageReader",
+    "TongyiVideoReader",
+    "TongyiVisionEmbedding",
+]
