@@ -10,6 +10,7 @@ LangChain and LlamaIndex adapters live in :mod:`tongyi_vision.langchain` and
 """
 
 from ._client import AsyncClient, Client, __version__
+from ._clips import VideoClip, VideoInfo, clip_bounds, iter_clips, probe_video
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -42,7 +43,7 @@ from ._limits import FLASH, MODELS, PLUS, ModelSpec, estimate_text_tokens
 from ._parts import Image, MultiImage, Part
 from ._references import file_uri, media_part
 from ._types import EmbedResult, PartialResult, ProgressEvent, Usage
-from ._video import Video
+from ._video import Video, VideoStrategy
 
 __all__ = [
     "FLASH",
@@ -85,8 +86,14 @@ __all__ = [
     "UnsupportedMediaError",
     "Usage",
     "Video",
+    "VideoClip",
+    "VideoInfo",
+    "VideoStrategy",
     "__version__",
+    "clip_bounds",
     "estimate_text_tokens",
     "file_uri",
+    "iter_clips",
     "media_part",
+    "probe_video",
 ]

@@ -14,7 +14,7 @@ import urllib.parse
 from ._exceptions import MediaNotFoundError
 from ._limits import sniff_image_format, sniff_video_format
 from ._parts import Image, _path_from
-from ._video import Video
+from ._video import Video, parse_time_fragment
 
 _HEAD = 64
 
@@ -24,7 +24,9 @@ def media_part(value: str, *, auto_fit: bool = True) -> Image | Video | None:
 
     A ``file://`` URI is sniffed: an image or a video becomes that part, any
     other file stays text. A ``file://`` URI of a missing file raises
-    :class:`MediaNotFoundError` rather than being embedded as text.
+    :class:`MediaNotFoundError` rather than being embedded as text. A video
+    URI's media fragment selects a clip: ``file:///v.mp4#t=10,20`` is
+    ``Video("/v.mp4", start=10, end=20)``.
     """
     if value.startswith("data:image/"):
         return Image(value, auto_fit=auto_fit)
@@ -44,7 +46,8 @@ def media_part(value: str, *, auto_fit: bool = True) -> Image | Video | None:
     if sniff_image_format(head) is not None:
         return Image(value, auto_fit=auto_fit)
     if sniff_video_format(head) is not None:
-        return Video(value)
+        start, end = parse_time_fragment(urllib.parse.urldefrag(value).fragment)
+        return Video(path, start=start, end=end)
     return None
 
 
