@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from _core_fakes import FakeService, Seen, text_vector, vector_for
 
+from _core_fakes import FakeService, Seen, text_vector, vector_for
 from tongyi_vision import APIResponseValidationError, Image, Usage
 from tongyi_vision._dialects import native_usage, parse_answer
 from tongyi_vision._wire import NativeUsage
@@ -20,9 +20,7 @@ def openai_answer(items: list[dict[str, Any]], usage: dict[str, Any] | None = No
 
 def test_results_placed_by_index_not_array_order(make_client):
     def reversed_answer(seen: Seen) -> httpx.Response:
-        data = [
-            {"index": i, "embedding": vector_for(c)} for i, c in enumerate(seen.contents)
-        ][::-1]
+        data = [{"index": i, "embedding": vector_for(c)} for i, c in enumerate(seen.contents)][::-1]
         return httpx.Response(200, json={"data": data, "usage": None})
 
     service = FakeService(fail=reversed_answer)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from _core_fakes import FakeService, error_response
 
+from _core_fakes import FakeService, error_response
 from tongyi_vision import (
     APIConnectionError,
     APIError,
@@ -82,9 +82,7 @@ def test_every_status_becomes_its_class(make_client, dialect, status, code, cls)
 
 @pytest.mark.parametrize("json_type", [True, False])
 @pytest.mark.parametrize("body_dialect", ["openai", "native"])
-def test_error_bodies_with_and_without_a_json_content_type(
-    make_client, json_type, body_dialect
-):
+def test_error_bodies_with_and_without_a_json_content_type(make_client, json_type, body_dialect):
     service = FakeService(
         fail=lambda seen: error_response(
             401,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 
 import httpx
-from _core_fakes import KEY, FakeService, png_bytes, text_vector, vector_for
 
+from _core_fakes import KEY, FakeService, png_bytes, text_vector, vector_for
 from tongyi_vision import Image, MultiImage, Video
 
 
