@@ -57,6 +57,7 @@ class Seen:
     request: httpx.Request
     body: dict[str, Any]
     contents: list[Any]
+    status: int = 0  # the status the fake answered with
 
 
 @dataclass
@@ -127,7 +128,13 @@ class FakeService:
         seen = self.record(request)
         if self.on_request is not None:
             self.on_request(seen)
-        return self.answer(seen)
+        response = self.answer(seen)
+        seen.status = response.status_code
+        return response
+
+    def succeeded(self) -> list[Any]:
+        """Every part of every request answered with success, in arrival order."""
+        return [c for s in self.seen if s.status == 200 for c in s.contents]
 
     @property
     def parts_sent(self) -> list[Any]:

@@ -1,0 +1,153 @@
+"""Requests overlap up to ``max_concurrency`` in both clients, never more; 429s lower the limit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import pytest
+
+from _core_fakes import FakeService, Seen, error_response, text_vector
+from tongyi_vision._scheduler import AdaptiveLimit
+
+WAIT_SECONDS = 10  # only reached if the client fails to overlap requests: the test then fails
+
+
+class InFlight:
+    """Counts requests inside the handler at the same moment."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+@pytest.mark.parametrize("max_concurrency", [2, 4, 8])
+def test_sync_client_overlaps_requests_up_to_max_concurrency(make_client, max_concurrency):
+    counter = InFlight()
+    # every wave of requests waits until max_concurrency of them are in the handler together;
+    # a client that sent one request at a time would break the barrier and fail the test
+    barrier = threading.Barrier(max_concurrency, timeout=WAIT_SECONDS)
+    service = FakeService()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        counter.enter()
+        try:
+            barrier.wait()
+            return service(request)
+        finally:
+            counter.leave()
+
+    client = make_client(handler, max_concurrency=max_concurrency, max_parts_per_request=1)
+    texts = [f"t{i}" for i in range(max_concurrency * 5)]
+    result = client.embed(texts)
+    assert result.vectors == [text_vector(t) for t in texts]
+    # reached, and never exceeded: a request beyond the limit would raise the peak
+    assert counter.peak == max_concurrency
+    assert len(service.seen) == len(texts)
+
+
+async def test_async_client_overlaps_requests_up_to_max_concurrency(make_async_client):
+    max_concurrency = 5
+    counter = InFlight()
+    full = asyncio.Event()
+    service = FakeService()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        counter.enter()
+        try:
+            if counter.now >= max_concurrency:
+                full.set()
+            await asyncio.wait_for(full.wait(), WAIT_SECONDS)
+            await asyncio.sleep(0)  # let the others run before answering
+            return service(request)
+        finally:
+            counter.leave()
+
+    client = make_async_client(handler, max_concurrency=max_concurrency, max_parts_per_request=2)
+    texts = [f"t{i}" for i in range(40)]
+    result = await client.embed(texts)
+    assert result.vectors == [text_vector(t) for t in texts]
+    assert counter.peak == max_concurrency
+    assert len(service.seen) == 20
+
+
+def test_one_request_needs_no_threads(make_client, service):
+    threads = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        threads.append(threading.current_thread())
+        return service(request)
+
+    client = make_client(handler)
+    client.embed(["a"])
+    assert threads == [threading.main_thread()]
+
+
+def test_adaptive_limit_halves_once_per_burst_and_recovers():
+    limit = AdaptiveLimit(8)
+    epoch = limit.epoch
+    limit.on_throttle(epoch)
+    assert limit.current == 4
+    # more 429s for requests sent before the first was seen do not lower it again
+    limit.on_throttle(epoch)
+    limit.on_throttle(epoch)
+    assert limit.current == 4
+    limit.on_throttle(limit.epoch)
+    assert limit.current == 2
+    for _ in range(2):
+        limit.on_success()
+    assert limit.current == 3
+    for _ in range(3 + 4 + 5 + 6 + 7):
+        limit.on_success()
+    assert limit.current == 8
+    limit.on_success()
+    assert limit.current == 8  # never above the maximum
+
+
+def test_adaptive_limit_never_drops_below_one():
+    limit = AdaptiveLimit(2)
+    for _ in range(5):
+        limit.on_throttle(limit.epoch)
+    assert limit.current == 1
+
+
+def test_a_429_lowers_the_clients_concurrency_and_successes_raise_it(make_client):
+    counter = InFlight()
+    peaks_after_throttle: list[int] = []
+    throttled = threading.Event()
+
+    def fail(seen: Seen) -> httpx.Response | None:
+        if seen.number == 1:
+            throttled.set()
+            return error_response(429, headers={"retry-after": "0"})
+        return None
+
+    service = FakeService(fail=fail)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        counter.enter()
+        try:
+            if throttled.is_set():
+                peaks_after_throttle.append(counter.now)
+            return service(request)
+        finally:
+            counter.leave()
+
+    client = make_client(handler, max_concurrency=4, max_parts_per_request=1)
+    client.embed(["first"])
+    assert client._limit.current == 2
+    result = client.embed([f"t{i}" for i in range(40)])
+    assert len(result.vectors) == 40
+    assert max(peaks_after_throttle) <= 4
+    assert client._limit.current == 4
