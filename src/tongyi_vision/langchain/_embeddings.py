@@ -232,6 +232,12 @@ class TongyiVisionEmbeddings(Serializable, Embeddings):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def __getstate__(self) -> dict[Any, Any]:
+        raise TypeError(
+            f"{type(self).__name__} cannot be pickled (it holds connections and the API key); "
+            "serialize it with langchain_core.load.dumps, or create one in the other process"
+        )
+
     # --- private ---
 
     def _client_options(self) -> dict[str, Any]:

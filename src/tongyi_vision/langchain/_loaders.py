@@ -211,8 +211,15 @@ class _MediaLoader(BaseLoader):
                 # Hidden folders (.git, .cache...) are not the caller's media.
                 if self.recursive and not entry.name.startswith("."):
                     yield from self._walk(Path(entry.path))
-            elif entry.is_file() and fnmatch.fnmatch(entry.name, self.glob):
+            elif entry.is_file() and _matches(entry.name, self.glob):
                 yield Path(entry.path)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    # As in a shell, a wildcard does not match a leading dot: hidden files need ".*".
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return fnmatch.fnmatch(name, pattern)
 
 
 class TongyiImageLoader(_MediaLoader):
@@ -226,7 +233,8 @@ class TongyiImageLoader(_MediaLoader):
 
     Args:
         path: A file, a folder, a glob pattern such as ``"photos/**/*.jpg"``, or a list of them.
-        glob: Which file names to take from a folder; by default all but hidden files.
+        glob: Which file names to take from a folder, as in a shell: ``*`` (the default)
+            takes every file but hidden ones.
         recursive: Descend into sub-folders (and let ``**`` match them in patterns).
         as_data_uri: Put a ``data:`` URI in the text instead of a ``file://`` URI,
             for stores that outlive the files; this holds each image in memory.
@@ -243,7 +251,7 @@ class TongyiImageLoader(_MediaLoader):
         self,
         path: PathSource | Sequence[PathSource],
         *,
-        glob: str = "[!.]*",
+        glob: str = "*",
         recursive: bool = False,
         as_data_uri: bool = False,
         on_error: OnError = "warn",
@@ -270,7 +278,7 @@ class TongyiVideoLoader(_MediaLoader):
         self,
         path: PathSource | Sequence[PathSource],
         *,
-        glob: str = "[!.]*",
+        glob: str = "*",
         recursive: bool = False,
         as_data_uri: bool = False,
         on_error: OnError = "warn",
