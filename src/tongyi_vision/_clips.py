@@ -311,7 +311,10 @@ def sample_frames(
         fps = opened.fps()
         # Half a frame interval: a frame this close before a sample time counts as at it.
         tolerance = 0.5 / fps if fps else 0.02
-        picked = _pick_frames(opened, sample_times(first, last, count), first, last, tolerance)
+        # Ranges are half-open like clips, [start, end): a frame shown from ``end`` on belongs
+        # to the next clip, except at the end of the video.
+        bound = last + tolerance if last >= duration else last - 1e-6
+        picked = _pick_frames(opened, sample_times(first, last, count), first, bound, tolerance)
         if not picked:
             raise CorruptMediaError(
                 f"no frame between {format_seconds(first)} s and {format_seconds(last)} s "
@@ -324,7 +327,8 @@ def sample_frames(
 def _pick_frames(
     opened: _Opened, targets: list[float], first: float, last: float, tolerance: float
 ) -> list[tuple[float, Any]]:
-    """The decoded frame at (or just after) each target time, without repeats."""
+    """The decoded frame nearest each target time, without repeats, within ``[first, last]``
+    (``last`` already includes any tolerance)."""
     fps = opened.fps()
     picked: list[tuple[float, Any]] = []
     frames: Iterator[Any] | None = None
@@ -349,7 +353,9 @@ def _pick_frames(
         if current is None:
             break
         time, frame = current
-        if not first - tolerance <= time <= last + tolerance:
+        if time > last:
+            break
+        if time < first - tolerance:
             if exhausted:
                 break
             continue
