@@ -1,0 +1,411 @@
+"""The emulator's ASGI application (starlette): both dialects, health, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import math
+import struct
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .._limits import MODELS, ModelSpec, base_model
+from .._wire import (
+    NATIVE_PATH,
+    OPENAI_PATH,
+    InputTokensDetails,
+    NativeRequest,
+    NativeUsage,
+    OpenAIRequest,
+    OpenAIUsage,
+)
+from ._config import EmulatorConfig
+from ._errors import ApiFault, bad_request, error_body
+from ._faults import FAULT_HEADER, Fault, LoadState
+from ._media import Embedded, Options, embed_contents
+
+# Bodies above this size are parsed and embedded on a worker thread, off the event loop.
+_INLINE_BODY_BYTES = 32 * 1024
+_MALFORMED_BODY = b"<html><body><h1>502 Bad Gateway</h1>upstream hiccup</body></html>"
+
+Peer = tuple[str, int]
+
+
+class ConnectionDropped(RuntimeError):
+    """Raised for a ``drop`` fault when the app runs without a socket (an in-memory transport)."""
+
+
+class Connections:
+    """Open sockets by client address, filled in by the server's protocol, so the app can
+    close a connection without answering: something ASGI itself cannot express."""
+
+    def __init__(self) -> None:
+        self._transports: dict[Peer, asyncio.Transport] = {}
+
+    @staticmethod
+    def key(address: Any) -> Peer | None:
+        if not address or len(address) < 2:
+            return None
+        return str(address[0]), int(address[1])
+
+    def add(self, address: Any, transport: asyncio.Transport) -> None:
+        key = self.key(address)
+        if key is not None:
+            self._transports[key] = transport
+
+    def remove(self, address: Any) -> None:
+        key = self.key(address)
+        if key is not None:
+            self._transports.pop(key, None)
+
+    def get(self, address: Any) -> asyncio.Transport | None:
+        key = self.key(address)
+        return None if key is None else self._transports.get(key)
+
+
+class _Hangup(Response):
+    """Close the connection instead of answering; ``partial`` bytes of a promised body first."""
+
+    def __init__(self, connections: Connections, partial: tuple[bytes, int] | None = None) -> None:
+        super().__init__()
+        self._connections = connections
+        self._partial = partial
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        address = scope.get("client")
+        transport = self._connections.get(address)
+        if transport is None:
+            raise ConnectionDropped("the emulator dropped this connection (fault injection)")
+        if self._partial is not None:
+            chunk, promised = self._partial
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(promised).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            transport.close()  # flushes what was written, then closes
+        else:
+            transport.abort()
+        # Let the server notice the closed connection before returning, so it does not try to
+        # answer on our behalf.
+        for _ in range(100):
+            if self._connections.get(address) is not transport:
+                break
+            await asyncio.sleep(0.001)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    payload: dict[str, Any]
+    parts: int
+    tokens: int
+
+
+class Emulator:
+    """The request handlers and their shared state; one per application."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.load = LoadState(config)
+        self.connections = Connections()
+
+    # --- routes ---
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse({**self.load.stats.as_dict(), "in_flight": self.load.in_flight})
+
+    async def openai(self, request: Request) -> Response:
+        return await self._handle(request, "openai")
+
+    async def native(self, request: Request) -> Response:
+        return await self._handle(request, "dashscope")
+
+    # --- one embeddings request ---
+
+    async def _handle(self, request: Request, dialect: str) -> Response:
+        stats = self.load.stats
+        stats.requests += 1
+        request_id = str(uuid.uuid4())
+        try:
+            self._authenticate(request)
+            fault = self._fault(request)
+            wait = self.load.admit()
+            if wait is not None:
+                raise ApiFault(
+                    429, "too many requests in flight or in the window", retry_after=wait
+                )
+            try:
+                response = await self._admitted(request, dialect, fault, request_id)
+            finally:
+                self.load.release()
+        except ApiFault as problem:
+            if problem.status == 429:
+                stats.throttled += 1
+            else:
+                stats.failed += 1
+            return self._error(dialect, problem, request_id)
+        return response
+
+    async def _admitted(
+        self, request: Request, dialect: str, fault: Fault | None, request_id: str
+    ) -> Response:
+        seconds = fault.latency if fault and fault.latency is not None else self.load.latency()
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+        if fault and fault.drop:
+            self.load.stats.dropped += 1
+            return _Hangup(self.connections)
+        if fault and fault.status is not None:
+            retry_after = fault.retry_after
+            if fault.status == 429 and retry_after is None:
+                retry_after = self.config.retry_after
+            raise ApiFault(
+                fault.status,
+                f"injected fault: HTTP {fault.status}",
+                code=fault.code,
+                retry_after=retry_after,
+            )
+        body = await self._body(request)
+        work: Callable[[], _Answer] = lambda: self._answer(body, dialect, request_id)  # noqa: E731
+        answer = await run_in_threadpool(work) if len(body) > _INLINE_BODY_BYTES else work()
+        headers = {"x-request-id": request_id}
+        if fault and fault.breaks_answer:
+            self.load.stats.damaged += 1
+            return self._damaged(fault, answer.payload, headers)
+        stats = self.load.stats
+        stats.succeeded += 1
+        stats.billed_parts += answer.parts
+        stats.billed_tokens += answer.tokens
+        return Response(_dumps(answer.payload), media_type="application/json", headers=headers)
+
+    def _authenticate(self, request: Request) -> None:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise ApiFault(401, "no API key: send the header Authorization: Bearer <key>")
+        expected = self.config.api_key
+        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
+            raise ApiFault(401, "invalid API key")
+
+    def _fault(self, request: Request) -> Fault | None:
+        header = request.headers.get(FAULT_HEADER)
+        # One draw per request either way, so a header does not shift later random faults.
+        drawn = self.load.random_fault()
+        if header is None:
+            return drawn
+        try:
+            return self.load.header_fault(header)
+        except ValueError as exc:
+            raise bad_request(f"bad {FAULT_HEADER} header: {exc}") from exc
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ApiFault(413, f"request body over the {limit:,}-byte limit")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiFault(413, f"request body over the {limit:,}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # --- building the answer (pure; may run on a worker thread) ---
+
+    def _answer(self, body: bytes, dialect: str, request_id: str) -> _Answer:
+        if dialect == "openai":
+            return self._openai_answer(body)
+        return self._native_answer(body, request_id)
+
+    def _openai_answer(self, body: bytes) -> _Answer:
+        try:
+            request = OpenAIRequest.model_validate_json(body)
+            contents = request.contents()
+        except (ValidationError, ValueError) as exc:
+            raise bad_request(f"invalid request body: {_describe(exc)}") from exc
+        spec = _model(request.model)
+        if request.dimensions is not None and request.dimensions != spec.default_dimension:
+            raise bad_request(
+                f"{spec.name} makes {spec.default_dimension}-dimensional vectors here; "
+                f"dimensions={request.dimensions} is not available",
+                param="dimensions",
+            )
+        where = "input.contents" if not isinstance(request.input, (str, list)) else "input"
+        options = Options("openai", spec.default_dimension, 1.0, self.config.media_roots)
+        items = embed_contents(contents, options, where)
+        tokens = sum(_tokens(item) for item in items)
+        encode: Callable[[list[float]], Any] = (
+            _base64_floats if request.encoding_format == "base64" else _identity
+        )
+        data = [
+            {"object": "embedding", "index": index, "embedding": encode(item.vector)}
+            for index, item in enumerate(items)
+        ]
+        usage = OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens).model_dump()
+        payload = {"object": "list", "data": data, "model": request.model, "usage": usage}
+        return _Answer(payload, len(items), tokens)
+
+    def _native_answer(self, body: bytes, request_id: str) -> _Answer:
+        try:
+            request = NativeRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise bad_request(f"invalid request body: {_describe(exc)}") from exc
+        spec = _model(request.model)
+        parameters = request.parameters
+        dimension = spec.default_dimension
+        fps = 1.0
+        if parameters is not None:
+            if parameters.dimension is not None:
+                if parameters.dimension not in spec.dimensions:
+                    raise bad_request(
+                        f"dimension {parameters.dimension} is not one of "
+                        f"{', '.join(map(str, spec.dimensions))} for {spec.name}",
+                        param="parameters.dimension",
+                    )
+                dimension = parameters.dimension
+            if parameters.fps is not None:
+                if not 0.0 <= parameters.fps <= 1.0:
+                    raise bad_request("fps must be in [0, 1]", param="parameters.fps")
+                fps = parameters.fps
+            if parameters.output_type not in (None, "dense"):
+                raise bad_request("output_type must be 'dense'", param="parameters.output_type")
+        options = Options("dashscope", dimension, fps, self.config.media_roots)
+        items = embed_contents(request.input.contents, options, "input.contents")
+        embeddings = [
+            {"index": index, "embedding": item.vector, "type": item.kind}
+            for index, item in enumerate(items)
+        ]
+        usage = self._native_usage(items)
+        payload = {"output": {"embeddings": embeddings}, "usage": usage, "request_id": request_id}
+        return _Answer(payload, len(items), sum(_tokens(item) for item in items))
+
+    def _native_usage(self, items: list[Embedded]) -> dict[str, Any]:
+        text = sum(item.text_tokens for item in items)
+        image = sum(item.image_tokens for item in items)
+        video = sum(item.video_tokens for item in items)
+        total = text + image + video
+        if self.config.usage_shape == "new":
+            counts = {"text_tokens": text, "image_tokens": image}
+            if video:
+                counts["video_tokens"] = video
+            details = InputTokensDetails.model_validate(counts)
+            usage = NativeUsage(
+                input_tokens=total,
+                input_tokens_details=details,
+                output_tokens=0,
+                total_tokens=total,
+            )
+        else:
+            # The older shape has one media counter: video tokens are counted with images.
+            media = image + video
+            seconds = sum(item.video_seconds for item in items)
+            usage = NativeUsage(
+                input_tokens=text,
+                image_tokens=media if media else None,
+                image_count=sum(item.images for item in items) if media else None,
+                duration=seconds if seconds else None,
+            )
+        return usage.model_dump(exclude_none=True)
+
+    # --- answers ---
+
+    def _error(self, dialect: str, problem: ApiFault, request_id: str) -> Response:
+        headers = {"x-request-id": request_id}
+        if problem.retry_after is not None:
+            headers["retry-after"] = str(math.ceil(problem.retry_after))
+            headers["retry-after-ms"] = str(round(problem.retry_after * 1000))
+        return Response(
+            _dumps(error_body(dialect, problem, request_id)),
+            status_code=problem.status,
+            media_type="application/json",
+            headers=headers,
+        )
+
+    def _damaged(self, fault: Fault, payload: dict[str, Any], headers: dict[str, str]) -> Response:
+        if fault.malformed:
+            return Response(_MALFORMED_BODY, media_type="application/json", headers=headers)
+        if fault.wrong_count:
+            items = payload["data"] if "data" in payload else payload["output"]["embeddings"]
+            if len(items) > 1:
+                items.pop()
+            else:
+                items.append({**items[0], "index": items[0]["index"] + 1})
+            return Response(_dumps(payload), media_type="application/json", headers=headers)
+        body = _dumps(payload)
+        half = body[: len(body) // 2]
+        if fault.cut:
+            return _Hangup(self.connections, partial=(half, len(body)))
+        return Response(half, media_type="application/json", headers=headers)
+
+
+def create_app(config: EmulatorConfig | None = None) -> Starlette:
+    """The emulator as an ASGI application, for uvicorn or an in-memory test transport.
+
+    ``app.state.emulator`` holds its :class:`Emulator` (state and counters).
+    """
+    emulator = Emulator(config or EmulatorConfig())
+    app = Starlette(
+        routes=[
+            Route(OPENAI_PATH, emulator.openai, methods=["POST"]),
+            Route(NATIVE_PATH, emulator.native, methods=["POST"]),
+            Route("/healthz", emulator.healthz, methods=["GET"]),
+            Route("/stats", emulator.stats, methods=["GET"]),
+        ]
+    )
+    app.state.emulator = emulator
+    return app
+
+
+def _model(name: str) -> ModelSpec:
+    spec = MODELS.get(base_model(name))
+    if spec is None:
+        raise ApiFault(
+            404,
+            f"model {name!r} does not exist; known models: {', '.join(MODELS)}",
+            param="model",
+        )
+    return spec
+
+
+def _tokens(item: Embedded) -> int:
+    return item.text_tokens + item.image_tokens + item.video_tokens
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _identity(vector: list[float]) -> list[float]:
+    return vector
+
+
+def _base64_floats(vector: list[float]) -> str:
+    """OpenAI's ``encoding_format="base64"``: little-endian float32, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", "invalid"))
+        return f"{where}: {message}" if where else message
+    return str(exc)[:300]

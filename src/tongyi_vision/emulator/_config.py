@@ -1,0 +1,132 @@
+"""What an emulator instance does: every command-line flag has a field here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Union
+
+from .._exceptions import MissingDependencyError
+
+UsageShape = Literal["new", "old"]
+MediaRoots = Union[Mapping[str, "str | Path"], Iterable[tuple[str, "str | Path"]], None]  # noqa: UP007
+
+# 8 images near the 3 MB limit, base64-encoded, plus room for the JSON around them.
+DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
+
+
+def require_server() -> None:
+    """Raise :class:`~tongyi_vision.MissingDependencyError` unless starlette and uvicorn import."""
+    for package in ("starlette", "uvicorn"):
+        try:
+            __import__(package)
+        except ImportError as exc:
+            raise MissingDependencyError(package, "emulator", "The emulator") from exc
+
+
+def parse_latency(value: str | float | tuple[float, float]) -> tuple[float, float]:
+    """``0.1`` -> ``(0.1, 0.1)``; ``"0.05-0.2"`` -> ``(0.05, 0.2)``: seconds added per request."""
+    if isinstance(value, tuple):
+        low, high = float(value[0]), float(value[1])
+    elif isinstance(value, str) and "-" in value.strip().lstrip("-"):
+        first, _, second = value.strip().partition("-")
+        low, high = float(first), float(second)
+    else:
+        low = high = float(value)
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high < low:
+        raise ValueError(f"latency must be seconds >= 0 or a range LOW-HIGH, not {value!r}")
+    return low, high
+
+
+def parse_media_root(value: str) -> tuple[str, Path]:
+    """``"http://media.test/=./photos"`` -> ``("http://media.test/", Path("./photos"))``."""
+    # A URL prefix has no use for "=" (query strings); a folder might: split on the last one.
+    prefix, sep, directory = value.rpartition("=")
+    if not sep or not prefix or not directory:
+        raise ValueError(f"a media root is URL_PREFIX=DIR, not {value!r}")
+    if not prefix.startswith(("http://", "https://")):
+        raise ValueError(f"a media root's prefix must be an http(s) URL, not {prefix!r}")
+    return prefix, Path(directory)
+
+
+def _rate(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a fraction in [0, 1], not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Settings of one emulator; the keyword arguments of :func:`running_emulator`.
+
+    ``latency`` is seconds added to every embeddings request (a number or a
+    ``(low, high)`` range drawn uniformly); ``max_concurrency``, ``rpm`` and
+    ``rps`` refuse requests beyond them with 429; the ``*_rate`` fields are
+    the fraction of requests that get each random fault, reproducible for a
+    given ``seed``. ``media_roots`` maps URL prefixes to local folders.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_key: str | None = None
+    media_roots: tuple[tuple[str, Path], ...] = ()
+    latency: tuple[float, float] = (0.0, 0.0)
+    max_concurrency: int | None = None
+    rpm: int | None = None
+    rps: float | None = None
+    retry_after: float = 1.0
+    fail_rate: float = 0.0
+    throttle_rate: float = 0.0
+    drop_rate: float = 0.0
+    malformed_rate: float = 0.0
+    usage_shape: UsageShape = "new"
+    seed: int = 0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("api_key must be non-empty, or None to accept any key")
+        for name in ("max_concurrency", "rpm"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+        if self.rps is not None and not self.rps > 0:
+            raise ValueError(f"rps must be > 0, not {self.rps!r}")
+        if not (math.isfinite(self.retry_after) and self.retry_after >= 0):
+            raise ValueError(f"retry_after must be seconds >= 0, not {self.retry_after!r}")
+        total = 0.0
+        for name in ("fail_rate", "throttle_rate", "drop_rate", "malformed_rate"):
+            total += _rate(name, getattr(self, name))
+        if total > 1.0:
+            raise ValueError("fail, throttle, drop and malformed rates add up to more than 1")
+        if self.usage_shape not in ("new", "old"):
+            raise ValueError(f"usage_shape is 'new' or 'old', not {self.usage_shape!r}")
+        if self.max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be at least 1024")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in [0, 65535], not {self.port}")
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        latency: str | float | tuple[float, float] = 0.0,
+        media_roots: MediaRoots = None,
+        **options: object,
+    ) -> EmulatorConfig:
+        """A config from friendly values: ``latency="0.05-0.2"``, ``media_roots={prefix: dir}``."""
+        roots: list[tuple[str, Path]] = []
+        if isinstance(media_roots, Mapping):
+            items: Iterable[tuple[str, str | Path]] = media_roots.items()
+        else:
+            items = media_roots or ()
+        for prefix, directory in items:
+            roots.append(parse_media_root(f"{prefix}={directory}"))
+        return cls(
+            latency=parse_latency(latency),
+            media_roots=tuple(roots),
+            **options,  # type: ignore[arg-type]
+        )

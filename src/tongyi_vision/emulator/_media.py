@@ -1,0 +1,241 @@
+"""Checking and embedding the contents of one request, as the real service would.
+
+Limits come from :mod:`tongyi_vision._limits`, shared with the client. Token
+counts follow the documented formulas (docs/emulator.md, "Usage"):
+
+- text: :func:`~tongyi_vision._limits.estimate_text_tokens`;
+- image: :func:`~tongyi_vision._limits.image_tokens_for_pixels` of its size; an
+  http(s) image the emulator cannot read counts as 512 x 512 pixels;
+- video: one 448 x 448 frame per second at ``fps`` frames per second (at least
+  one frame); a video's length is taken as 10 seconds, since the emulator does
+  not decode video.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._limits import (
+    IMAGE_MIME_TYPES,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGES_PER_GROUP,
+    MAX_IMAGES_PER_REQUEST,
+    MAX_PARTS_PER_REQUEST,
+    MAX_TEXT_TOKENS,
+    MAX_VIDEO_BYTES,
+    VIDEO_MIME_TYPES,
+    estimate_text_tokens,
+    image_tokens_for_pixels,
+    sniff_image_format,
+    sniff_video_format,
+)
+from .._wire import NativeContent
+from . import _vectors
+from ._errors import ApiFault, bad_request
+
+URL_IMAGE_SIZE = (512, 512)
+VIDEO_SECONDS = 10.0
+VIDEO_FRAME_SIZE = (448, 448)
+# Larger than any camera sensor; beyond it an image is a decompression bomb, not a photo.
+_MAX_PIXELS = 120_000_000
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """One content's vector and what it is billed."""
+
+    kind: str
+    vector: _vectors.Vector
+    text_tokens: int = 0
+    image_tokens: int = 0
+    video_tokens: int = 0
+    images: int = 0
+    video_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a request's embedding depends on besides its contents."""
+
+    dialect: str
+    dimension: int
+    fps: float
+    media_roots: tuple[tuple[str, Path], ...]
+
+
+def check_counts(contents: Sequence[NativeContent], where: str) -> None:
+    """The cheap, whole-request checks: parts, images, texts. Raises :class:`ApiFault`."""
+    if not contents:
+        raise bad_request("input is empty: send at least one content", param=where, empty=True)
+    if len(contents) > MAX_PARTS_PER_REQUEST:
+        raise bad_request(
+            f"{len(contents)} contents in one request; at most {MAX_PARTS_PER_REQUEST} are allowed",
+            param=where,
+        )
+    images = 0
+    for index, content in enumerate(contents):
+        param = f"{where}[{index}]"
+        if content.text is not None:
+            if not content.text.strip():
+                raise bad_request("text is empty", param=param, empty=True)
+            tokens = estimate_text_tokens(content.text)
+            if tokens > MAX_TEXT_TOKENS:
+                raise bad_request(
+                    f"text is {tokens} tokens, over the limit of {MAX_TEXT_TOKENS}", param=param
+                )
+        elif content.image is not None:
+            images += 1
+        elif content.multi_images is not None:
+            group = len(content.multi_images)
+            if group == 0:
+                raise bad_request("multi_images is empty", param=param, empty=True)
+            if group > MAX_IMAGES_PER_GROUP:
+                raise bad_request(
+                    f"multi_images has {group} images; at most {MAX_IMAGES_PER_GROUP} are allowed",
+                    param=param,
+                )
+            images += group
+    if images > MAX_IMAGES_PER_REQUEST:
+        raise bad_request(
+            f"{images} images in one request (multi_images members count); "
+            f"at most {MAX_IMAGES_PER_REQUEST} are allowed",
+            param=where,
+        )
+
+
+def embed_contents(
+    contents: Sequence[NativeContent], options: Options, where: str
+) -> list[Embedded]:
+    """Check every content fully and embed it; the first problem raises :class:`ApiFault`."""
+    check_counts(contents, where)
+    out = []
+    for index, content in enumerate(contents):
+        param = f"{where}[{index}]"
+        if content.text is not None:
+            text = content.text
+            vector = _vectors.text_vector(text, options.dimension)
+            out.append(Embedded("text", vector, text_tokens=estimate_text_tokens(text)))
+        elif content.image is not None:
+            vector, tokens = _image(content.image, options, param)
+            out.append(Embedded("image", vector, image_tokens=tokens, images=1))
+        elif content.video is not None:
+            out.append(_video(content.video, options, param))
+        else:
+            group = content.multi_images or []
+            members = [_image(v, options, f"{param}[{i}]") for i, v in enumerate(group)]
+            vector = _vectors.mean_vector([m[0] for m in members], options.dimension)
+            tokens = sum(m[1] for m in members)
+            out.append(Embedded("multi_images", vector, image_tokens=tokens, images=len(group)))
+    return out
+
+
+def _image(value: str, options: Options, param: str) -> tuple[_vectors.Vector, int]:
+    if value.startswith("data:"):
+        data = _data_uri(value, "image", MAX_IMAGE_BYTES, param)
+    elif value.startswith(("http://", "https://")):
+        path = _local_path(value, options.media_roots, param)
+        if path is None:
+            return _vectors.url_vector("image", value, options.dimension), image_tokens_for_pixels(
+                *URL_IMAGE_SIZE
+            )
+        data = _read(path, value, param)
+    else:
+        raise bad_request(
+            "image must be an http(s) URL or a data:image/...;base64 URI "
+            "(the service cannot read local paths)",
+            param=param,
+        )
+    if len(data) > MAX_IMAGE_BYTES:
+        raise bad_request(
+            f"image is {len(data):,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit", param=param
+        )
+    fmt = sniff_image_format(data[:16])
+    if fmt not in IMAGE_MIME_TYPES:
+        raise bad_request(
+            f"image format {fmt.upper() if fmt else 'unknown'} is not supported; "
+            "send JPEG, PNG or BMP",
+            param=param,
+        )
+    try:
+        width, height, pixels = _vectors.thumbnail(data, _MAX_PIXELS)
+    except Exception as exc:
+        # Pillow raises many types for broken files; all mean the same to the caller.
+        raise bad_request(f"image cannot be decoded ({type(exc).__name__})", param=param) from exc
+    return _vectors.pixel_vector(pixels, options.dimension), image_tokens_for_pixels(width, height)
+
+
+def _video(value: str, options: Options, param: str) -> Embedded:
+    frames = max(1, math.ceil(VIDEO_SECONDS * options.fps))
+    tokens = frames * image_tokens_for_pixels(*VIDEO_FRAME_SIZE)
+    if value.startswith("data:"):
+        if options.dialect != "openai":
+            raise bad_request(
+                "video must be an http(s) URL; this API does not take base64 video", param=param
+            )
+        data = _data_uri(value, "video", MAX_VIDEO_BYTES, param)
+    elif value.startswith(("http://", "https://")):
+        path = _local_path(value, options.media_roots, param)
+        if path is None:
+            vector = _vectors.url_vector("video", value, options.dimension)
+            return Embedded("video", vector, video_tokens=tokens, video_seconds=VIDEO_SECONDS)
+        data = _read(path, value, param)
+    else:
+        raise bad_request("video must be an http(s) URL", param=param)
+    if len(data) > MAX_VIDEO_BYTES:
+        raise bad_request(
+            f"video is {len(data):,} bytes, over the {MAX_VIDEO_BYTES:,}-byte limit", param=param
+        )
+    if sniff_video_format(data[:64]) is None:
+        raise bad_request(
+            f"video format is not supported; send one of {', '.join(VIDEO_MIME_TYPES)}",
+            param=param,
+        )
+    vector = _vectors.video_bytes_vector(data, options.dimension)
+    return Embedded("video", vector, video_tokens=tokens, video_seconds=VIDEO_SECONDS)
+
+
+def _data_uri(value: str, medium: str, limit: int, param: str) -> bytes:
+    header, sep, payload = value.partition(",")
+    if not sep or not header.startswith(f"data:{medium}/") or not header.endswith(";base64"):
+        raise bad_request(
+            f"a {medium} data URI must look like data:{medium}/...;base64,<data>", param=param
+        )
+    # Refuse an oversized payload before spending time decoding it.
+    if len(payload) // 4 * 3 > limit + 3:
+        raise bad_request(
+            f"{medium} is over the {limit:,}-byte limit (about {len(payload) // 4 * 3:,} bytes)",
+            param=param,
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise bad_request(f"{medium} data URI holds invalid base64", param=param) from exc
+
+
+def _local_path(url: str, roots: Sequence[tuple[str, Path]], param: str) -> Path | None:
+    for prefix, directory in roots:
+        if url.startswith(prefix):
+            relative = urllib.parse.unquote(urllib.parse.urlsplit(url[len(prefix) :]).path)
+            base = directory.resolve()
+            path = (base / relative.lstrip("/")).resolve()
+            if not path.is_relative_to(base):
+                raise ApiFault(
+                    400, f"URL {url} cannot be downloaded", code="InvalidURL", param=param
+                )
+            return path
+    return None
+
+
+def _read(path: Path, url: str, param: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ApiFault(
+            400, f"URL {url} cannot be downloaded (not found)", code="InvalidURL", param=param
+        ) from exc

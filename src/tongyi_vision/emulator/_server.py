@@ -1,0 +1,177 @@
+"""Serving the app with uvicorn: on the command line, or in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from ._app import Connections, create_app
+from ._config import EmulatorConfig
+
+NOT_SEMANTIC = (
+    "tongyi-vision emulator: vectors are deterministic but NOT semantic "
+    "(word features for text, pixel features for images); use it for tests and demos only"
+)
+_START_TIMEOUT = 15.0
+
+
+def _protocol(connections: Connections) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, registering each connection's transport so a fault can drop it."""
+    base: type[Any]
+    try:
+        import httptools  # noqa: F401
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # pragma: no cover - uvicorn without its [standard] extras
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class RegisteringProtocol(base):  # type: ignore[misc]
+        _peer: Any = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            self._peer = transport.get_extra_info("peername")
+            connections.add(self._peer, transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            connections.remove(self._peer)
+            super().connection_lost(exc)
+
+    return RegisteringProtocol
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that reports, once, when it is accepting connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._on_started()
+
+
+def _server(config: EmulatorConfig, on_started: Callable[[], None], *, loop: str) -> _Server:
+    app = create_app(config)
+    emulator = app.state.emulator
+    settings = uvicorn.Config(
+        app,
+        http=_protocol(emulator.connections),
+        ws="none",
+        lifespan="off",
+        loop=loop,
+        log_config=None,
+        access_log=config.access_log,
+        proxy_headers=False,  # the client address must stay the socket's: faults use it
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    return _Server(settings, on_started)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: a free one), ready for uvicorn."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    """``http://host:port`` of a bound socket (IPv6 hosts in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def running_emulator(config: EmulatorConfig | None = None, **options: Any) -> Iterator[str]:
+    """Run an emulator on a background thread for the ``with`` block; yields its base URL.
+
+    Options are those of :class:`EmulatorConfig` (``latency`` may also be
+    ``"0.05-0.2"``, ``media_roots`` a ``{prefix: folder}`` mapping). It binds
+    127.0.0.1 on a free port unless told otherwise.
+
+    >>> with running_emulator(api_key="test-key") as url:
+    ...     client = Client("test-key", base_url=url)
+    """
+    if config is None:
+        config = EmulatorConfig.from_options(**options)
+    elif options:
+        raise TypeError("pass either config or options, not both")
+    started = threading.Event()
+    server = _server(config, started.set, loop="asyncio")
+    sock = bind(config.host, config.port)
+    url = base_url(sock)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="tongyi-vision-emulator", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not started.wait(0.02):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the emulator did not start on {url}")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(_START_TIMEOUT)
+        sock.close()
+
+
+def serve(config: EmulatorConfig) -> int:
+    """Serve until SIGINT or SIGTERM; print the base URL first. Returns the exit status."""
+    sock = bind(config.host, config.port)
+    url = base_url(sock)
+    if not is_loopback(config.host):
+        print(
+            f"warning: listening on {config.host}, reachable from other machines",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def announce() -> None:
+        print(url, flush=True)
+        print(NOT_SEMANTIC, flush=True)
+
+    server = _server(config, announce, loop="auto")
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    # uvicorn re-raises the signal it caught after a graceful shutdown, through the handlers it
+    # found at start: make those ours, so a requested stop exits 0 instead of dying by signal.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    return 0 if server.started else 1

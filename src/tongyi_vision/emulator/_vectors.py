@@ -1,0 +1,164 @@
+"""Deterministic stand-in vectors: lexical for text, pixel-based for images. Not semantic.
+
+Every value is derived with :mod:`hashlib` (never the salted built-in ``hash``),
+so a vector is the same in every process on every machine. Features are
+projected into the requested dimension by signed feature hashing: each
+feature adds its weight, with a sign, to a few hashed coordinates. That keeps
+inner products roughly intact, so inputs with shared features stay close.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import itertools
+import math
+import re
+import struct
+from collections import defaultdict
+from collections.abc import Sequence
+
+Vector = list[float]
+
+# Each feature lands on this many coordinates: fewer collisions hurt any one pair of inputs.
+_BUCKETS_PER_FEATURE = 3
+_WORD_WEIGHT = 1.0
+_TRIGRAM_WEIGHT = 0.35
+_TOKEN = re.compile(r"[^\W_]+")
+_CJK_CHAR = re.compile("[\u2e80-\u9fff\uac00-\ud7ff\uf900-\ufaff\U00020000-\U0002fa1f]")
+
+# Images are compared as a THUMB x THUMB RGB thumbnail: small enough to be cheap, large enough
+# that unrelated pictures differ and a resized or re-encoded copy does not.
+THUMB = 16
+PIXEL_FEATURES = THUMB * THUMB * 3
+
+
+def normalise(values: Sequence[float]) -> Vector | None:
+    """``values`` scaled to unit length, or ``None`` for a zero vector."""
+    norm = math.sqrt(math.fsum(v * v for v in values))
+    if norm == 0.0 or not math.isfinite(norm):
+        return None
+    return [v / norm for v in values]
+
+
+def seeded_vector(kind: str, key: bytes, dimension: int) -> Vector:
+    """A pseudo-random unit vector determined by ``kind`` and ``key`` alone.
+
+    Equal keys give equal vectors; different keys give vectors near
+    orthogonal (cosine about ±1/sqrt(dimension)).
+    """
+    stream = hashlib.shake_256(kind.encode() + b"\0" + key).digest(2 * dimension)
+    values = [v + 0.5 for v in struct.unpack(f"<{dimension}h", stream)]
+    vector = normalise(values)
+    if vector is None:  # pragma: no cover - 2*dimension bytes of SHAKE output are never all -0.5
+        raise RuntimeError("seeded vector is zero")
+    return vector
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _buckets(feature: str, dimension: int) -> tuple[tuple[int, float], ...]:
+    digest = hashlib.blake2b(feature.encode(), digest_size=8 * _BUCKETS_PER_FEATURE).digest()
+    pairs = []
+    for k in range(_BUCKETS_PER_FEATURE):
+        word = int.from_bytes(digest[8 * k : 8 * k + 8], "little")
+        pairs.append((word % dimension, 1.0 if word >> 63 else -1.0))
+    return tuple(pairs)
+
+
+def text_features(text: str) -> dict[str, float]:
+    """Weighted lexical features of a text.
+
+    Lower-cased word tokens (weight 1) and their character trigrams (weight
+    0.35, so shared spellings count a little); CJK runs, which have no spaces,
+    as single characters and character pairs.
+    """
+    features: defaultdict[str, float] = defaultdict(float)
+    for token in _TOKEN.findall(text.lower()):
+        if _CJK_CHAR.search(token):
+            chars = list(token)
+            for char in chars:
+                features["w:" + char] += _WORD_WEIGHT
+            for first, second in itertools.pairwise(chars):
+                features["w:" + first + second] += _WORD_WEIGHT
+            continue
+        features["w:" + token] += _WORD_WEIGHT
+        padded = f"<{token}>"
+        for start in range(len(padded) - 2):
+            features["c:" + padded[start : start + 3]] += _TRIGRAM_WEIGHT
+    if not features:
+        # Punctuation or symbols only: the characters themselves are all there is.
+        for char in text:
+            if not char.isspace():
+                features["s:" + char] += _WORD_WEIGHT
+    return dict(features)
+
+
+def text_vector(text: str, dimension: int) -> Vector:
+    """A unit vector of ``text``'s lexical features: shared words make texts close."""
+    values = [0.0] * dimension
+    for feature, count in text_features(text).items():
+        # Dampen repeats, so one word said ten times does not drown the rest.
+        weight = math.sqrt(count)
+        for bucket, sign in _buckets(feature, dimension):
+            values[bucket] += sign * weight
+    return normalise(values) or seeded_vector("text", text.encode(), dimension)
+
+
+@functools.lru_cache(maxsize=32)
+def _pixel_table(dimension: int) -> tuple[tuple[tuple[int, float], ...], ...]:
+    return tuple(_buckets(f"px:{i}", dimension) for i in range(PIXEL_FEATURES))
+
+
+def thumbnail(data: bytes, max_pixels: int) -> tuple[int, int, bytes]:
+    """Decode an image (JPEG, PNG, BMP): its width, height and THUMB x THUMB RGB pixels.
+
+    Large JPEGs are decoded at reduced scale (``draft``), which is what keeps a
+    3 MB photo cheap. Raises ``ValueError`` for images over ``max_pixels`` and
+    whatever Pillow raises for undecodable data.
+    """
+    from PIL import Image as PILImage
+
+    with PILImage.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ValueError(f"{width}x{height} pixels is over {max_pixels:,}")
+        image.draft("RGB", (THUMB * 4, THUMB * 4))
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        small = rgb.resize((THUMB, THUMB), PILImage.Resampling.BOX, reducing_gap=2.0)
+    return width, height, small.tobytes()
+
+
+def pixel_vector(pixels: bytes, dimension: int) -> Vector:
+    """A unit vector of a thumbnail's mean-centred pixels.
+
+    A resized or re-encoded copy has nearly the same thumbnail, so its vector
+    lands close; unrelated images have uncorrelated deviations from their
+    mean, so theirs are near orthogonal. A flat image (no deviation at all) gets
+    a vector seeded by its colour.
+    """
+    mean = sum(pixels) / len(pixels)
+    values = [0.0] * dimension
+    for value, pairs in zip(pixels, _pixel_table(dimension), strict=True):
+        deviation = value - mean
+        if deviation:
+            for bucket, sign in pairs:
+                values[bucket] += sign * deviation
+    colour = bytes(round(sum(pixels[c::3]) / (len(pixels) // 3)) // 8 for c in range(3))
+    return normalise(values) or seeded_vector("flat-image", colour, dimension)
+
+
+def mean_vector(vectors: Sequence[Vector], dimension: int) -> Vector:
+    """The normalised mean of unit vectors (a ``multi_images`` group)."""
+    total = [math.fsum(column) for column in zip(*vectors, strict=True)] if vectors else []
+    return normalise(total) or seeded_vector("empty-group", b"", dimension)
+
+
+def video_bytes_vector(data: bytes, dimension: int) -> Vector:
+    """The vector of a video sent inline: seeded by its bytes (no decoding, no frames)."""
+    return seeded_vector("video-bytes", hashlib.sha256(data).digest(), dimension)
+
+
+def url_vector(kind: str, url: str, dimension: int) -> Vector:
+    """The vector of media the emulator cannot fetch: seeded by the URL string."""
+    return seeded_vector(kind + "-url", url.encode(), dimension)
