@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 import os
 import urllib.parse
 import urllib.request
@@ -93,7 +94,8 @@ def prepare_text(text: str) -> Prepared:
         kind="text",
         key="t:" + text,
         description=describe(text),
-        size_hint=len(text.encode()) + 16,
+        # as JSON: quotes and escapes included
+        size_hint=len(json.dumps(text, ensure_ascii=False).encode()) + 16,
         images=0,
         text_tokens=tokens,
         load=lambda: {"text": text},

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 
 from ._parts import Prepared
 
+# Room for the JSON around the parts (model name, keys, parameters), so a request's
+# body stays under the byte cap, not just the sum of its parts.
+ENVELOPE_BYTES = 256
+
 
 @dataclass
 class Batch:
@@ -68,7 +72,7 @@ def pack(unique: Sequence[Prepared], limits: Limits) -> list[Batch]:
         ):
             batch = None
         if batch is None:
-            batch = Batch(items=[], has_media=media)
+            batch = Batch(items=[], size=ENVELOPE_BYTES, has_media=media)
             open_batches[media] = batch
             batches.append(batch)
         batch.items.append(slot)
@@ -87,7 +91,7 @@ def split(batch: Batch, unique: Sequence[Prepared]) -> list[Batch]:
         halves.append(
             Batch(
                 items=items,
-                size=sum(p.size_hint for p in parts),
+                size=ENVELOPE_BYTES + sum(p.size_hint for p in parts),
                 images=sum(p.images for p in parts),
                 has_media=batch.has_media,
                 text_tokens=sum(p.text_tokens for p in parts),
