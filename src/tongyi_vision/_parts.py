@@ -79,6 +79,12 @@ def describe(value: str, limit: int = 48) -> str:
     return repr(value if len(value) <= limit else value[: limit - 3] + "...")
 
 
+def describe_path(path: Path, limit: int = 60) -> str:
+    """A path for error messages, shortened from the front so the file name stays."""
+    value = str(path)
+    return repr(value if len(value) <= limit else "..." + value[3 - limit :])
+
+
 def prepare_text(text: str) -> Prepared:
     if not text.strip():
         raise EmptyInputError("text is empty; the service refuses empty input", part=describe(text))
@@ -292,7 +298,7 @@ class Image:
         )
 
     def _from_path(self, path: Path) -> Prepared:
-        description = describe(str(path))
+        description = describe_path(path)
         size, head = _read_head(path, description)
         fmt = sniff_image_format(head)
         stat = path.stat()
