@@ -216,8 +216,16 @@ class TongyiVisionEmbeddings(Serializable, Embeddings):
     async def aclose(self) -> None:
         """Close every connection this object opened; await it on the loop that used it."""
         self._client.close()
-        client = self._async_client
-        if client is not None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async_client
+            bound = self._async_loop() if self._async_loop is not None else None
+            if client is not None and self.http_async_client is None:
+                self._retired_usage = self._retired_usage + client.usage
+                self._async_client = None
+                self._async_loop = None
+        # Connections opened on another (most often already closed) loop cannot be closed here.
+        if client is not None and (self.http_async_client is not None or bound is loop):
             await client.aclose()
 
     def __enter__(self) -> TongyiVisionEmbeddings:
