@@ -12,11 +12,13 @@ need them; ``import tongyi_vision`` never loads them.
 
 from __future__ import annotations
 
+import fnmatch
+import glob as globlib
 import io
 import math
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -438,6 +440,8 @@ class VideoClip:
     end_seconds: float
     duration: float
     mime_type: str
+    width: int = 0
+    height: int = 0
     frames: int = DEFAULT_FRAMES
 
     @property
@@ -507,5 +511,75 @@ def iter_clips(
             end_seconds=end,
             duration=round(info.duration, 3),
             mime_type=info.mime_type,
+            width=info.width,
+            height=info.height,
             frames=frames,
         )
+
+
+def clip_metadata(clip: VideoClip) -> dict[str, Any]:
+    """The metadata the loaders and readers give a clip's document."""
+    return {
+        "source": clip.source,
+        "clip_index": clip.index,
+        "start_seconds": clip.start_seconds,
+        "end_seconds": clip.end_seconds,
+        "duration": clip.duration,
+        "mime_type": clip.mime_type,
+        "width": clip.width,
+        "height": clip.height,
+    }
+
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def video_files(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    pattern: str = "[!.]*",
+    recursive: bool = False,
+) -> Iterator[Path | MediaNotFoundError]:
+    """The files named by ``paths``, in a stable order, for the loaders and readers.
+
+    Each path is a file, a folder (files whose names match ``pattern``; sub-folders
+    too with ``recursive``, hidden ones never) or a glob pattern (``**`` crosses
+    folders with ``recursive``). A path that names nothing is yielded as a
+    :class:`MediaNotFoundError` for the caller to report, not raised, so one
+    bad path does not end a load.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    for item in items:
+        text = os.fspath(item)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            yield from _walk(path, pattern, recursive)
+        elif path.is_file():
+            yield path
+        elif _GLOB_CHARS.intersection(text):
+            matches = sorted(globlib.glob(text, recursive=recursive))
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                yield MediaNotFoundError("no file matches this pattern", part=repr(text))
+            yield from files
+        else:
+            yield MediaNotFoundError("file not found; check the path", part=repr(text))
+
+
+def _walk(folder: Path, pattern: str, recursive: bool) -> Iterator[Path | MediaNotFoundError]:
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError as exc:
+        yield MediaNotFoundError(
+            f"folder cannot be listed ({exc.strerror or exc})", part=repr(str(folder))
+        )
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if recursive:
+                yield from _walk(Path(entry.path), pattern, recursive)
+        elif entry.is_file() and fnmatch.fnmatch(entry.name, pattern):
+            yield Path(entry.path)
