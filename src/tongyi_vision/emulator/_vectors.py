@@ -27,11 +27,12 @@ _WORD_WEIGHT = 1.0
 _TRIGRAM_WEIGHT = 0.35
 # Function words say little about what a text is about: they count for a fifth of a word.
 _STOPWORD_WEIGHT = 0.2
-_STOPWORDS = frozenset(
+_STOPWORD_LIST = (
     "a an the of in on at to and or but is are was were be been for with by it its this that "
     "these those as from into than then so not no do does did has have had i you he she we they "
-    "my your his her our their me him us them what which who whom".split()
+    "my your his her our their me him us them what which who whom"
 )
+_STOPWORDS = frozenset(_STOPWORD_LIST.split())
 _TOKEN = re.compile(r"[^\W_]+")
 _CJK_CHAR = re.compile("[\u2e80-\u9fff\uac00-\ud7ff\uf900-\ufaff\U00020000-\U0002fa1f]")
 
