@@ -1,0 +1,591 @@
+"""The ``tongyi-vision`` command: parsing, exit codes, error lines, the JSONL index and resuming.
+
+The service is a fake behind ``httpx.MockTransport`` (sockets are blocked); the
+command builds its client through ``cli._client``, which the ``service`` fixture
+replaces with one wired to the fake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tongyi_vision import Client, cli
+from tongyi_vision._index import (
+    Embedder,
+    Header,
+    IndexWriter,
+    Item,
+    collect_items,
+    read_index,
+    split_text,
+)
+from tongyi_vision._limits import estimate_text_tokens
+from tongyi_vision._samples import write_sample_images, write_sample_texts
+
+DIMENSION = 768
+
+
+def fake_vector(content: Any) -> list[float]:
+    """A deterministic vector per part content: equal parts, equal vectors."""
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
+    return [(digest[i % 32] - 127.5) / 128 + (i % 7) / 100 for i in range(DIMENSION)]
+
+
+@dataclass
+class Fake:
+    """The openai-dialect endpoint; ``fail`` may answer a request (by number) with an error."""
+
+    fail: Callable[[int, list[Any]], httpx.Response | None] | None = None
+    requests: int = 0
+    parts: list[Any] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        given = body["input"]
+        contents = [{"text": t} for t in given] if isinstance(given, list) else given["contents"]
+        with self.lock:
+            self.requests += 1
+            number = self.requests
+        if self.fail is not None:
+            refused = self.fail(number, contents)
+            if refused is not None:
+                return refused
+        with self.lock:
+            self.parts.extend(contents)
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_vector(c)}
+            for i, c in enumerate(contents)
+        ]
+        usage = {"prompt_tokens": 5 * len(contents), "total_tokens": 5 * len(contents)}
+        return httpx.Response(
+            200, json={"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
+
+
+def error(status: int, message: str = "refused", code: str = "InvalidParameter") -> httpx.Response:
+    return httpx.Response(
+        status, json={"error": {"message": message, "type": "error", "code": code, "param": None}}
+    )
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
+    """A fake service; every client the command makes talks to it."""
+    service = Fake()
+
+    def make(args: argparse.Namespace, **overrides: Any) -> Client:
+        settings = {
+            "model": getattr(args, "model", None),
+            "dialect": args.dialect,
+            "dimension": getattr(args, "dimension", None),
+            "max_concurrency": args.max_concurrency,
+            "max_retries": 0,
+            **overrides,
+        }
+        http = httpx.Client(transport=httpx.MockTransport(service.handler))
+        return Client(api_key="sk-test", http_client=http, **settings)
+
+    monkeypatch.setattr(cli, "_client", make)
+    return service
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    folder = tmp_path / "media"
+    write_sample_images(folder / "images", size=64)
+    write_sample_texts(folder / "texts")
+    return folder
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# --- parsing and usage errors ---
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "embed", "search", "serve"):
+        assert command in out
+    assert "exit codes" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["embed", "photos"],  # --out missing
+        ["embed", "--out", "index.jsonl"],  # no PATH
+        ["embed", "photos", "--out", "i.jsonl", "--on-error", "maybe"],
+        ["embed", "photos", "--out", "i.jsonl", "--max-concurrency", "0"],
+        ["embed", "photos", "--out", "i.jsonl", "--clip-seconds", "-1"],
+        ["search", "index.jsonl"],  # neither a query nor --image
+        ["search", "index.jsonl", "a cat", "--image", "cat.jpg"],
+        ["search", "index.jsonl", "  "],
+        ["search", "index.jsonl", "a cat", "-k", "0"],
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_parser_reads_embed_options() -> None:
+    args = cli.build_parser().parse_args(
+        [
+            *("embed", "a", "b", "--out", "x.jsonl", "--model", "tongyi-embedding-vision-plus"),
+            *("--dialect", "dashscope", "--dimension", "512", "--base-url", "http://127.0.0.1:9"),
+            *("--max-concurrency", "3", "--clip-seconds", "2.5", "--on-error", "stop"),
+        ]
+    )
+    assert args.paths == ["a", "b"]
+    assert args.out == Path("x.jsonl")
+    assert (args.model, args.dialect, args.dimension) == (
+        "tongyi-embedding-vision-plus",
+        "dashscope",
+        512,
+    )
+    assert (args.base_url, args.max_concurrency) == ("http://127.0.0.1:9", 3)
+    assert (args.clip_seconds, args.on_error, args.chunk_size) == (2.5, "stop", 64)
+
+
+# --- exit codes and one-line errors ---
+
+
+def test_no_api_key_exits_5_with_the_variable_to_set(
+    capsys: pytest.CaptureFixture[str], samples: Path, tmp_path: Path
+) -> None:
+    code, out, err = run(capsys, "embed", samples, "--out", tmp_path / "i.jsonl")
+    assert code == cli.EXIT_CONFIG == 5
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("error: no API key: set EMPIRIOLABS_API_KEY")
+    assert "tongyi-vision demo" in err
+    assert not (tmp_path / "i.jsonl").exists()
+
+
+def test_empty_api_key_counts_as_missing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EMPIRIOLABS_API_KEY", "")
+    code, _, err = run(capsys, "search", tmp_path / "none.jsonl", "cat")
+    # A missing index is found before the key is needed: input error first.
+    assert code == 3
+    code, _, err = run(capsys, "embed", tmp_path, "--out", tmp_path / "i.jsonl")
+    assert code == 5
+    assert "EMPIRIOLABS_API_KEY" in err
+
+
+def test_dashscope_dialect_names_its_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, "embed", tmp_path, "--out", tmp_path / "i.jsonl", "--dialect", "dashscope"
+    )
+    assert code == 5
+    assert "set DASHSCOPE_API_KEY" in err
+
+
+def test_missing_path_exits_3(
+    capsys: pytest.CaptureFixture[str], fake: Fake, tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "embed", tmp_path / "nope", "--out", tmp_path / "i.jsonl")
+    assert code == cli.EXIT_INPUT == 3
+    assert err.count("\n") == 1
+    assert "nope" in err and "no such file or folder" in err
+    assert fake.requests == 0
+
+
+def test_a_named_file_of_another_kind_exits_3(
+    capsys: pytest.CaptureFixture[str], fake: Fake, tmp_path: Path
+) -> None:
+    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.7 not media")
+    code, _, err = run(capsys, "embed", tmp_path / "report.pdf", "--out", tmp_path / "i.jsonl")
+    assert code == 3
+    assert "report.pdf" in err and "not an image, a video or a text file" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "remedy"),
+    [
+        (401, "InvalidApiKey", "check the API key"),
+        (403, "AccessDenied", "enable the model"),
+        (404, "ModelNotFound", "check --model"),
+        (500, "InternalError", "try again later"),
+    ],
+)
+def test_api_errors_exit_4_with_a_remedy(
+    capsys: pytest.CaptureFixture[str],
+    fake: Fake,
+    samples: Path,
+    tmp_path: Path,
+    status: int,
+    code: str,
+    remedy: str,
+) -> None:
+    fake.fail = lambda number, contents: error(status, "the provider says\nno", code)
+    exit_code, _, err = run(capsys, "embed", samples, "--out", tmp_path / "i.jsonl")
+    assert exit_code == cli.EXIT_API == 4
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: the provider says no")
+    assert remedy in lines[0]
+
+
+def test_keyboard_interrupt_exits_130(capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    assert cli.run_handler(interrupted, argparse.Namespace()) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_missing_extra_exits_5(capsys: pytest.CaptureFixture[str]) -> None:
+    from tongyi_vision import MissingDependencyError
+
+    def needs_extra(args: argparse.Namespace) -> int:
+        raise MissingDependencyError("tqdm", "progress", "the bar")
+
+    assert cli.run_handler(needs_extra, argparse.Namespace()) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tongyi-vision[progress]" in err
+
+
+# --- embed: the index ---
+
+
+def test_embed_writes_a_header_and_one_record_per_item(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    code, stdout, _ = run(capsys, "embed", samples, "--out", out, "--no-progress")
+    assert code == 0
+    lines = records(out)
+    header, items = lines[0], lines[1:]
+    assert header["type"] == "header" and header["format"] == "tongyi-vision-index"
+    assert (header["model"], header["dimension"], header["dialect"]) == (
+        "tongyi-embedding-vision-flash",
+        768,
+        "openai",
+    )
+    assert len(items) == 12
+    assert {r["kind"] for r in items} == {"text", "image"}
+    ids = [r["id"] for r in items]
+    assert len(set(ids)) == len(ids)
+    for record in items:
+        assert set(record) == {"type", "id", "source", "kind", "sha256", "metadata", "vector"}
+        assert Path(record["source"]).is_absolute()
+        assert len(record["vector"]) == 768
+    red = next(r for r in items if r["id"].endswith("red-circle.png"))
+    assert red["metadata"]["mime_type"] == "image/png"
+    assert (red["metadata"]["width"], red["metadata"]["height"]) == (64, 64)
+    text = next(r for r in items if r["id"].endswith("text-1.txt"))
+    assert text["metadata"]["text"].startswith("A red bicycle")
+    # The vector stored is the one the service answered for that very part.
+    assert text["vector"] == fake_vector({"text": text["metadata"]["text"]})
+    assert "embedded 12 items (6 text, 6 image)" in stdout
+    assert "failed: 0" in stdout and "usage: 60 tokens" in stdout
+
+
+def test_rerun_sends_nothing_and_changed_files_are_sent_again(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    assert run(capsys, "embed", samples, "--out", out)[0] == 0
+    sent = len(fake.parts)
+    code, stdout, _ = run(capsys, "embed", samples, "--out", out)
+    assert code == 0
+    assert len(fake.parts) == sent
+    assert "embedded 0 items" in stdout and "already in" in stdout and ": 12" in stdout
+    assert "0 requests" in stdout
+
+    (samples / "texts" / "text-2.txt").write_text("Something else entirely.\n")
+    code, stdout, _ = run(capsys, "embed", samples, "--out", out)
+    assert fake.parts[sent:] == [{"text": "Something else entirely."}]
+    index = read_index(out)
+    assert len(index.records) == 12
+    changed = index.records[str((samples / "texts" / "text-2.txt").resolve())]
+    assert changed["metadata"]["text"] == "Something else entirely."
+
+
+def test_long_text_files_are_split_into_chunks_within_the_limit(
+    capsys: pytest.CaptureFixture[str], fake: Fake, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.md"
+    paragraphs = [
+        f"Paragraph {n}: " + " ".join(f"word{n}x{i}" for i in range(300)) for n in range(6)
+    ]
+    notes.write_text("\n\n".join(paragraphs))
+    out = tmp_path / "index.jsonl"
+    assert run(capsys, "embed", notes, "--out", out)[0] == 0
+    chunks = records(out)[1:]
+    assert len(chunks) > 1
+    assert [c["id"] for c in chunks] == [f"{notes.resolve()}#chunk={i}" for i in range(len(chunks))]
+    for chunk in chunks:
+        assert estimate_text_tokens(chunk["metadata"]["text"]) <= 1024
+    assert " ".join(c["metadata"]["text"] for c in chunks).split() == " ".join(paragraphs).split()
+
+
+def test_split_text_cuts_words_and_unspaced_runs() -> None:
+    assert split_text("  \n\n \n") == []
+    assert split_text("one\n\ntwo") == ["one\n\ntwo"]
+    cjk = "图" * 2500
+    pieces = split_text(cjk)
+    assert "".join(pieces) == cjk
+    assert all(estimate_text_tokens(p) <= 1024 for p in pieces)
+    assert len(pieces) == 3
+
+
+def test_a_torn_last_line_is_cut_and_the_item_sent_again(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    assert run(capsys, "embed", samples, "--out", out)[0] == 0
+    whole = out.read_bytes().splitlines(keepends=True)
+    # Simulate a kill in the middle of writing the last record.
+    out.write_bytes(b"".join(whole[:-1]) + whole[-1][: len(whole[-1]) // 2])
+    lost = json.loads(whole[-1])["id"]
+    assert lost not in read_index(out).records
+    sent = len(fake.parts)
+    assert run(capsys, "embed", samples, "--out", out)[0] == 0
+    assert len(fake.parts) == sent + 1
+    lines = records(out)  # every line parses: the torn one is gone
+    assert [r["id"] for r in lines[1:]].count(lost) == 1
+    assert len(lines) == 13
+
+
+def test_a_failed_chunk_keeps_what_finished_and_a_rerun_sends_only_the_rest(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    fake.fail = lambda number, contents: (
+        error(503, "busy", "ServiceUnavailable") if number == 3 else None
+    )
+    code, _, err = run(
+        capsys, "embed", samples, "--out", out, "--chunk-size", "4", "--max-concurrency", "1"
+    )
+    assert code == 4 and "busy" in err
+    saved = {r["id"] for r in records(out)[1:]}
+    assert 0 < len(saved) < 12
+    first_parts = len(fake.parts)
+
+    fake.fail = None
+    code, stdout, _ = run(capsys, "embed", samples, "--out", out)
+    assert code == 0
+    assert f"already in {out}: {len(saved)}" in stdout
+    assert len(fake.parts) - first_parts == 12 - len(saved)  # nothing sent twice
+    ids = [r["id"] for r in records(out)[1:]]
+    assert len(ids) == len(set(ids)) == 12
+
+
+def test_on_error_skip_isolates_a_refused_part(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    poison = "The recipe needs two cups of flour, one egg and a pinch of salt."
+
+    def moderate(number: int, contents: list[Any]) -> httpx.Response | None:
+        if {"text": poison} in contents:
+            return error(400, "input refused by moderation", "DataInspectionFailed")
+        return None
+
+    fake.fail = moderate
+    out = tmp_path / "index.jsonl"
+    code, stdout, err = run(capsys, "embed", samples, "--out", out)
+    assert code == 4  # something failed, and it was the service that refused it
+    ids = {r["id"] for r in records(out)[1:]}
+    assert len(ids) == 11
+    assert str((samples / "texts" / "text-4.txt").resolve()) not in ids
+    assert "skipped" in err and "text-4.txt" in err and "moderation" in err
+    assert "failed: 1" in stdout
+
+
+def test_on_error_stop_stops_at_a_refused_part(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    fake.fail = lambda number, contents: error(400, "bad part")
+    code, _, err = run(
+        capsys, "embed", samples, "--out", tmp_path / "i.jsonl", "--on-error", "stop"
+    )
+    assert code == 4
+    assert err.startswith("error: bad part")
+
+
+def test_a_corrupt_image_is_skipped_and_reported(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    # A GIF must be re-encoded before sending, so the client finds out it cannot be decoded.
+    (samples / "images" / "broken.gif").write_bytes(b"GIF89a" + b"garbage" * 10)
+    out = tmp_path / "index.jsonl"
+    code, stdout, err = run(capsys, "embed", samples, "--out", out)
+    assert code == 3
+    assert "embedded 12 items" in stdout and "failed: 1" in stdout
+    assert "broken.gif" in err and "cannot be decoded" in err
+    assert len(records(out)) == 13
+    assert fake.parts and all("garbage" not in json.dumps(p) for p in fake.parts)
+    code, _, err = run(capsys, "embed", samples, "--out", out, "--on-error", "stop")
+    assert code == 3 and err.count("\n") == 1 and "broken.gif" in err
+
+
+def test_an_index_of_another_model_is_refused(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    assert run(capsys, "embed", samples / "texts", "--out", out)[0] == 0
+    code, _, err = run(
+        capsys, "embed", samples, "--out", out, "--model", "tongyi-embedding-vision-plus"
+    )
+    assert code == 3
+    assert "tongyi-embedding-vision-flash" in err and "--model" in err
+
+
+def test_an_interrupt_request_stops_after_the_chunk_in_flight(
+    fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    collected = collect_items([samples])
+    http = httpx.Client(transport=httpx.MockTransport(fake.handler))
+    calls = 0
+
+    def stop_after_two() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 2
+
+    with Client(api_key="sk", http_client=http) as client:
+        writer = IndexWriter(out, Header(client.model, 768, "openai"), new=True)
+        run_ = Embedder(client, writer, chunk_size=5, should_stop=stop_after_two).embed(
+            collected.items, None
+        )
+        writer.close()
+    assert run_.stopped
+    assert run_.embedded_total == 10
+    assert len(read_index(out).records) == 10
+
+
+def test_files_in_folders_that_are_not_media_are_ignored(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("hello")
+    (tmp_path / "b.csv").write_text("x,y")
+    (tmp_path / ".hidden.txt").write_text("secret")
+    (tmp_path / "empty.md").write_text("\n\n")
+    collected = collect_items([tmp_path])
+    assert [i.id for i in collected.items] == [str((tmp_path / "a.txt").resolve())]
+    assert collected.ignored == [str((tmp_path / "b.csv").resolve())]
+    assert [f.id for f in collected.failures] == [str((tmp_path / "empty.md").resolve())]
+
+
+# --- search ---
+
+
+@pytest.fixture
+def index_file(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> Path:
+    out = tmp_path / "index.jsonl"
+    assert run(capsys, "embed", samples, "--out", out)[0] == 0
+    return out
+
+
+def test_search_ranks_the_exact_text_first(
+    capsys: pytest.CaptureFixture[str], fake: Fake, index_file: Path
+) -> None:
+    query = "Blue ocean waves roll onto a quiet sandy beach."
+    code, out, _ = run(capsys, "search", index_file, query, "-k", "3")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("  1. +1.0000  text") and "text-2.txt" in lines[0]
+    assert fake.parts[-1] == {"text": query}
+
+
+def test_search_by_image_as_json(
+    capsys: pytest.CaptureFixture[str], fake: Fake, index_file: Path, samples: Path
+) -> None:
+    image = samples / "images" / "green-triangle.png"
+    code, out, _ = run(capsys, "search", index_file, "--image", image, "-k", "2", "--json")
+    assert code == 0
+    hits = json.loads(out)
+    assert [h["rank"] for h in hits] == [1, 2]
+    assert hits[0]["id"] == str(image.resolve()) and hits[0]["score"] == pytest.approx(1.0)
+    assert hits[0]["kind"] == "image" and hits[0]["metadata"]["mime_type"] == "image/png"
+    assert hits[0]["score"] >= hits[1]["score"]
+
+
+def test_search_errors(
+    capsys: pytest.CaptureFixture[str], fake: Fake, index_file: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "search", tmp_path / "missing.jsonl", "x")
+    assert code == 3 and "tongyi-vision embed" in err
+    bogus = tmp_path / "bogus.jsonl"
+    bogus.write_text('{"hello": 1}\n')
+    code, _, err = run(capsys, "search", bogus, "x")
+    assert code == 3 and "header" in err
+    code, _, err = run(capsys, "search", index_file, "--image", tmp_path / "nope.png")
+    assert code == 3 and "nope.png" in err
+    assert err.count("\n") == 1
+
+
+def test_search_uses_the_model_of_the_index(
+    capsys: pytest.CaptureFixture[str], fake: Fake, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    header = Header("tongyi-embedding-vision-plus", 1152, "openai")
+    writer = IndexWriter(out, header, new=True)
+    writer.append(
+        [
+            {
+                "type": "item",
+                "id": "a",
+                "source": "a",
+                "kind": "text",
+                "sha256": "0",
+                "metadata": {},
+                "vector": [1.0] * 1152,
+            }
+        ]
+    )
+    writer.close()
+    seen: list[str] = []
+    original = fake.handler
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content)["model"])
+        return original(request)
+
+    fake.handler = spy  # type: ignore[method-assign]
+    # The fake answers 768 numbers: a plus client refuses them, proving it asked for plus.
+    code, _, err = run(capsys, "search", out, "x")
+    assert seen == ["tongyi-embedding-vision-plus"]
+    assert code == 4 and "1152" in err
+
+
+def test_item_ids_are_stable_across_working_directories(
+    samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = [i.id for i in collect_items([samples]).items]
+    monkeypatch.chdir(samples)
+    second: list[Item] = collect_items(["."]).items
+    assert [i.id for i in second] == first
