@@ -123,7 +123,7 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
     )
 
     _client: Client = PrivateAttr()
-    _async_http_client: httpx.AsyncClient | None = PrivateAttr(default=None)
+    _http_async_client: httpx.AsyncClient | None = PrivateAttr(default=None)
     _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = PrivateAttr(
         default_factory=weakref.WeakKeyDictionary
     )
@@ -139,12 +139,12 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         dialect: str | None = None,
         dimension: int | None = None,
         http_client: httpx.Client | None = None,
-        async_http_client: httpx.AsyncClient | None = None,
+        http_async_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> None:
         """Resolve the settings and build the sync client (the async one is made on first use).
 
-        ``http_client`` / ``async_http_client`` replace the connections the
+        ``http_client`` / ``http_async_client`` replace the connections the
         clients would open (for proxies, custom TLS, or tests); they are used as
         given and not closed by :meth:`close`.
         """
@@ -165,7 +165,7 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
             "dimension": dimension,
         }
         super().__init__(**resolved, **kwargs)
-        self._async_http_client = async_http_client
+        self._http_async_client = http_async_client
         self._client = Client(**self._client_options(), http_client=http_client)
 
     @classmethod
@@ -204,10 +204,10 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         loop gets its own client unless the caller supplied the connections.
         """
         with self._lock:
-            if self._async_http_client is not None:
+            if self._http_async_client is not None:
                 if self._shared_async_client is None:
                     self._shared_async_client = AsyncClient(
-                        **self._client_options(), http_client=self._async_http_client
+                        **self._client_options(), http_client=self._http_async_client
                     )
                 return self._shared_async_client
             loop = asyncio.get_running_loop()

@@ -1,0 +1,244 @@
+"""TongyiImageReader and TongyiVideoReader over real files: what they yield, what they pass
+over, what they report, and that MultiModalVectorStoreIndex indexes their documents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from _llama_index_fakes import png_bytes, write_image
+from llama_index.core import SimpleDirectoryReader, StorageContext
+from llama_index.core.indices import MultiModalVectorStoreIndex
+from llama_index.core.schema import Document, ImageDocument, ImageNode, MetadataMode
+
+from tongyi_vision import CorruptMediaError, MediaNotFoundError, UnsupportedMediaError
+from tongyi_vision.llama_index import (
+    SkippedFileWarning,
+    TongyiImageReader,
+    TongyiVideoReader,
+    TongyiVisionEmbedding,
+)
+
+MakeEmbedding = Callable[..., TongyiVisionEmbedding]
+# The first bytes of an MP4 file: enough for the video reader, which only sniffs.
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """red.png, blue.jpg, green.bmp, notes.txt, a hidden image, and sub/deep.png."""
+    folder = tmp_path / "photos"
+    write_image(folder / "red.png", (220, 20, 20), (40, 30))
+    write_image(folder / "blue.jpg", (20, 20, 220), (16, 16))
+    write_image(folder / "green.bmp", (20, 200, 20), (8, 12))
+    (folder / "notes.txt").write_text("not an image")
+    write_image(folder / ".hidden.png", (1, 1, 1))
+    write_image(folder / "sub" / "deep.png", (100, 100, 100))
+    return folder
+
+
+def names(documents: list[Document]) -> list[str]:
+    return [d.metadata["file_name"] for d in documents]
+
+
+def test_a_folder_gives_one_image_document_per_image(photos: Path) -> None:
+    documents = TongyiImageReader().load_data(photos)
+
+    assert names(documents) == ["blue.jpg", "green.bmp", "red.png"]  # sorted; no text, no hidden
+    red = documents[2]
+    assert isinstance(red, ImageDocument)
+    assert red.image_path == str((photos / "red.png").resolve())
+    assert red.image is None  # a path, not a base64 copy held in memory
+    assert red.text == ""
+    assert red.metadata == {
+        "file_name": "red.png",
+        "file_path": str((photos / "red.png").resolve()),
+        "mime_type": "image/png",
+        "bytes": (photos / "red.png").stat().st_size,
+        "width": 40,
+        "height": 30,
+    }
+    assert red.image_mimetype == "image/png"
+    assert [d.metadata["mime_type"] for d in documents[:2]] == ["image/jpeg", "image/bmp"]
+
+
+def test_file_details_stay_out_of_embedded_and_llm_text(photos: Path) -> None:
+    (document,) = TongyiImageReader().load_data(photos / "red.png")
+
+    embedded = document.get_metadata_str(MetadataMode.EMBED)
+    for_llm = document.get_metadata_str(MetadataMode.LLM)
+
+    assert "file_name: red.png" in embedded
+    assert "file_path" not in embedded and "width" not in embedded
+    assert "bytes" not in for_llm and "mime_type" not in for_llm
+
+
+def test_recursive_and_globs(photos: Path) -> None:
+    assert names(TongyiImageReader(recursive=True).load_data(photos)) == [
+        "blue.jpg",
+        "green.bmp",
+        "red.png",
+        "deep.png",
+    ]
+    assert names(TongyiImageReader().load_data(str(photos / "**" / "*.png"))) == [
+        "red.png",
+        "deep.png",
+    ]
+    reader = TongyiImageReader([photos / "red.png", str(photos / "*.jpg")])
+    assert names(reader.load_data()) == ["red.png", "blue.jpg"]
+
+
+def test_images_are_sniffed_by_content_not_name(tmp_path: Path) -> None:
+    (tmp_path / "photo.dat").write_bytes(png_bytes((5, 5, 5)))  # a PNG with an odd name
+
+    (document,) = TongyiImageReader().load_data(tmp_path)
+
+    assert document.metadata["mime_type"] == "image/png"
+
+
+def test_bad_images_in_a_folder_are_reported_not_fatal(photos: Path) -> None:
+    (photos / "fake.png").write_text("this is text with an image's name")
+    whole = png_bytes((7, 7, 7), (64, 64))
+    (photos / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (photos / "empty.jpg").write_bytes(b"")
+    reader = TongyiImageReader()
+
+    with pytest.warns(SkippedFileWarning) as caught:
+        documents = reader.load_data(photos)
+
+    assert names(documents) == ["blue.jpg", "green.bmp", "red.png"]
+    assert [Path(e.path).name for e in reader.errors] == ["empty.jpg", "fake.png", "truncated.png"]
+    assert [type(e.error).__name__ for e in reader.errors] == [
+        "EmptyInputError",
+        "UnsupportedMediaError",
+        "CorruptMediaError",
+    ]
+    assert len(caught) == 3
+    assert "truncated.png" in str(caught[2].message)
+
+
+def test_on_error_raise_stops_at_the_first_bad_image(photos: Path) -> None:
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)
+
+    with pytest.raises(CorruptMediaError, match=r"broken\.png"):
+        TongyiImageReader(on_error="raise").load_data(photos)
+
+
+def test_on_error_ignore_records_without_warning(photos: Path) -> None:
+    (photos / "fake.jpg").write_text("nope")
+    reader = TongyiImageReader(on_error="ignore")
+
+    documents = reader.load_data(photos)  # a warning would fail the test (warnings are errors)
+
+    assert len(documents) == 3
+    assert [Path(e.path).name for e in reader.errors] == ["fake.jpg"]
+    assert "fake.jpg" in str(reader.errors[0])
+
+
+def test_named_files_that_are_not_images_and_missing_paths_are_reported(photos: Path) -> None:
+    reader = TongyiImageReader()
+
+    with pytest.warns(SkippedFileWarning):
+        documents = reader.load_data(
+            [photos / "notes.txt", photos / "missing.png", str(photos / "*.gif")]
+        )
+
+    assert documents == []
+    assert [type(e.error) for e in reader.errors] == [
+        UnsupportedMediaError,
+        MediaNotFoundError,
+        MediaNotFoundError,
+    ]
+
+
+def test_errors_start_afresh_on_every_load(photos: Path) -> None:
+    (photos / "fake.png").write_text("nope")
+    reader = TongyiImageReader(on_error="ignore")
+    reader.load_data(photos)
+    (photos / "fake.png").unlink()
+
+    reader.load_data(photos)
+
+    assert reader.errors == []
+
+
+def test_reading_is_lazy(photos: Path) -> None:
+    documents = TongyiImageReader().lazy_load_data(photos)
+
+    first = next(iter(documents))
+    write_image(photos / "red.png", (220, 20, 20), (50, 60))  # changed before it is read
+
+    assert first.metadata["file_name"] == "blue.jpg"
+    rest = list(documents)
+    assert names(rest) == ["green.bmp", "red.png"]
+    assert (rest[1].metadata["width"], rest[1].metadata["height"]) == (50, 60)
+
+
+def test_filename_as_id_gives_stable_ids(photos: Path) -> None:
+    first = TongyiImageReader(filename_as_id=True).load_data(photos / "red.png")
+    again = TongyiImageReader(filename_as_id=True).load_data(photos / "red.png")
+
+    assert first[0].id_ == again[0].id_ == str((photos / "red.png").resolve())
+
+
+def test_works_as_a_file_extractor_of_simple_directory_reader(photos: Path) -> None:
+    reader = TongyiImageReader()
+    directory = SimpleDirectoryReader(
+        str(photos),
+        required_exts=[".png"],
+        file_extractor={".png": reader},
+    )
+
+    (document,) = directory.load_data()
+
+    assert isinstance(document, ImageDocument)
+    assert document.metadata["width"] == 40
+    assert document.metadata["file_name"] == "red.png"
+    assert "creation_date" in document.metadata  # SimpleDirectoryReader's own metadata kept
+
+
+def test_without_paths_the_reader_says_what_it_needs() -> None:
+    with pytest.raises(ValueError, match="needs paths"):
+        TongyiImageReader().load_data()
+    with pytest.raises(ValueError, match="on_error"):
+        TongyiImageReader(on_error="shout")  # type: ignore[arg-type]
+
+
+def test_video_reader_gives_one_document_per_video(tmp_path: Path) -> None:
+    (tmp_path / "talk.mp4").write_bytes(MP4_HEAD)
+    (tmp_path / "readme.md").write_text("# videos")
+    (tmp_path / "fake.mkv").write_text("not a video")
+    reader = TongyiVideoReader()
+
+    with pytest.warns(SkippedFileWarning, match=r"fake\.mkv"):
+        (document,) = reader.load_data(tmp_path)
+
+    assert isinstance(document, ImageDocument)
+    assert document.image_path == str((tmp_path / "talk.mp4").resolve())
+    assert document.metadata["mime_type"] == "video/mp4"
+    assert document.metadata["bytes"] == len(MP4_HEAD)
+
+
+def test_the_index_embeds_reader_documents_as_images(
+    make_embedding: MakeEmbedding, photos: Path
+) -> None:
+    embedding = make_embedding()
+    documents = [*TongyiImageReader().load_data(photos), Document(text="a red circle")]
+    storage = StorageContext.from_defaults()
+
+    index = MultiModalVectorStoreIndex.from_documents(
+        documents, embed_model=embedding, image_embed_model=embedding, storage_context=storage
+    )
+
+    image_store = storage.vector_stores["image"]
+    text_store = storage.vector_stores["default"]
+    assert len(image_store.data.embedding_dict) == 3  # type: ignore[attr-defined]
+    assert len(text_store.data.embedding_dict) == 1  # type: ignore[attr-defined]
+    nodes = index.as_retriever(image_similarity_top_k=3).text_to_image_retrieve("red")
+    assert {n.node.metadata["file_name"] for n in nodes} == {"red.png", "blue.jpg", "green.bmp"}
+    assert all(isinstance(n.node, ImageNode) and n.node.image_path for n in nodes)
+    hit = index.as_retriever(image_similarity_top_k=1).image_to_image_retrieve(
+        str(photos / "red.png")
+    )
+    assert hit[0].node.metadata["file_name"] == "red.png"
