@@ -1,0 +1,164 @@
+"""Settings: argument, then environment, then default, resolved when a client is made."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tongyi_vision import AsyncClient, Client, ConfigurationError
+
+
+def make(**options):
+    return Client(
+        http_client=httpx.Client(transport=httpx.MockTransport(lambda r: None)), **options
+    )
+
+
+def test_key_from_empiriolabs_variable(monkeypatch):
+    monkeypatch.setenv("EMPIRIOLABS_API_KEY", "sk-from-env")
+    client = make()
+    assert client._settings.api_key.get() == "sk-from-env"
+    assert client.dialect == "openai"
+    assert client.base_url == "https://api.empiriolabs.ai"
+    assert client.model == "tongyi-embedding-vision-flash"
+    assert client.dimension == 768
+
+
+def test_dashscope_dialect_reads_its_own_variable(monkeypatch):
+    monkeypatch.setenv("EMPIRIOLABS_API_KEY", "sk-gateway")
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-native")
+    client = make(dialect="dashscope")
+    assert client._settings.api_key.get() == "sk-native"
+    assert client.base_url == "https://dashscope-intl.aliyuncs.com"
+
+
+def test_argument_wins_over_environment(monkeypatch):
+    monkeypatch.setenv("EMPIRIOLABS_API_KEY", "sk-env")
+    monkeypatch.setenv("TONGYI_VISION_MODEL", "tongyi-embedding-vision-plus")
+    client = make(api_key="sk-arg", model="tongyi-embedding-vision-flash")
+    assert client._settings.api_key.get() == "sk-arg"
+    assert client.model == "tongyi-embedding-vision-flash"
+
+
+def test_base_url_model_and_dialect_from_environment(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-native")
+    monkeypatch.setenv("TONGYI_VISION_BASE_URL", "https://dashscope.aliyuncs.com/")
+    monkeypatch.setenv("TONGYI_VISION_MODEL", "tongyi-embedding-vision-plus")
+    monkeypatch.setenv("TONGYI_VISION_DIALECT", "dashscope")
+    client = make()
+    assert client.dialect == "dashscope"
+    assert client.base_url == "https://dashscope.aliyuncs.com"
+    assert client.model == "tongyi-embedding-vision-plus"
+    assert client.dimension == 1152
+    assert client._url.endswith(
+        "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"
+    )
+
+
+def test_environment_is_read_at_construction_not_import(monkeypatch):
+    monkeypatch.setenv("EMPIRIOLABS_API_KEY", "sk-first")
+    first = make()
+    monkeypatch.setenv("EMPIRIOLABS_API_KEY", "sk-second")
+    second = make()
+    assert first._settings.api_key.get() == "sk-first"
+    assert second._settings.api_key.get() == "sk-second"
+
+
+@pytest.mark.parametrize(
+    ("dialect", "variable"), [(None, "EMPIRIOLABS_API_KEY"), ("dashscope", "DASHSCOPE_API_KEY")]
+)
+def test_missing_key_names_the_variable(dialect, variable):
+    with pytest.raises(ConfigurationError, match=f"set {variable}") as caught:
+        make(dialect=dialect)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_missing_key_for_the_async_client_too():
+    with pytest.raises(ConfigurationError, match="EMPIRIOLABS_API_KEY"):
+        AsyncClient()
+
+
+def test_unknown_dialect(monkeypatch):
+    monkeypatch.setenv("TONGYI_VISION_DIALECT", "grpc")
+    with pytest.raises(ConfigurationError, match="'grpc'.*TONGYI_VISION_DIALECT"):
+        make(api_key="k")
+
+
+def test_base_url_needs_a_scheme():
+    with pytest.raises(ConfigurationError, match="http:// or https://"):
+        make(api_key="k", base_url="api.example.com")
+
+
+def test_openai_dialect_refuses_another_dimension():
+    with pytest.raises(ConfigurationError, match="fixes tongyi-embedding-vision-flash at 768"):
+        make(api_key="k", dimension=512)
+    assert make(api_key="k", dimension=768).dimension == 768
+
+
+@pytest.mark.parametrize(
+    ("model", "dimension"),
+    [
+        ("tongyi-embedding-vision-flash", 64),
+        ("tongyi-embedding-vision-flash", 768),
+        ("tongyi-embedding-vision-plus", 1024),
+        ("tongyi-embedding-vision-plus-2026-01-09", 128),
+    ],
+)
+def test_native_dialect_takes_the_models_dimensions(model, dimension):
+    client = make(api_key="k", dialect="dashscope", model=model, dimension=dimension)
+    assert client.dimension == dimension
+
+
+@pytest.mark.parametrize(
+    ("model", "dimension"),
+    [("tongyi-embedding-vision-flash", 1024), ("tongyi-embedding-vision-plus", 768)],
+)
+def test_native_dialect_refuses_other_dimensions(model, dimension):
+    with pytest.raises(ConfigurationError, match=f"not {dimension}"):
+        make(api_key="k", dialect="dashscope", model=model, dimension=dimension)
+
+
+@pytest.mark.parametrize("bad", [0, -64, 12.5, True, "768"])
+def test_dimension_must_be_a_positive_int(bad):
+    with pytest.raises(ConfigurationError, match="positive int"):
+        make(api_key="k", dialect="dashscope", dimension=bad)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("max_retries", -1),
+        ("max_concurrency", 0),
+        ("max_parts_per_request", 0),
+        ("max_parts_per_request", 21),
+        ("max_request_bytes", 10),
+        ("max_concurrency", 2.5),
+    ],
+)
+def test_numeric_options_are_checked(option, value):
+    with pytest.raises(ConfigurationError, match=option):
+        make(api_key="k", **{option: value})
+
+
+def test_close_releases_only_what_the_client_opened():
+    http = httpx.Client(transport=httpx.MockTransport(lambda r: None))
+    with Client(api_key="k", http_client=http):
+        pass
+    assert not http.is_closed
+    http.close()
+    client = Client(api_key="k")
+    with client:
+        pass
+    assert client._http.is_closed
+
+
+async def test_async_close_releases_only_what_the_client_opened():
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: None))
+    async with AsyncClient(api_key="k", http_client=http):
+        pass
+    assert not http.is_closed
+    await http.aclose()
+    client = AsyncClient(api_key="k")
+    async with client:
+        pass
+    assert client._http.is_closed

@@ -1,0 +1,127 @@
+"""The public surface: progress reporting, and sync and async clients that match."""
+
+from __future__ import annotations
+
+import inspect
+
+import httpx
+import pytest
+
+import tongyi_vision
+from _core_fakes import FakeService, error_response
+from tongyi_vision import AsyncClient, Client, ProgressEvent
+
+
+def test_progress_events_follow_the_call(make_client):
+    service = FakeService(script={2: lambda seen: error_response(503)})
+    events: list[ProgressEvent] = []
+    client = make_client(service, max_parts_per_request=4, max_concurrency=1)
+    client.embed([f"t{i}" for i in range(10)] + ["t0"], progress=events.append)
+
+    assert events == [
+        ProgressEvent(parts_done=5, parts_total=11, requests_done=1, requests_total=3, retries=0),
+        # the second request was refused once and retried
+        ProgressEvent(parts_done=5, parts_total=11, requests_done=1, requests_total=3, retries=1),
+        ProgressEvent(parts_done=9, parts_total=11, requests_done=2, requests_total=3, retries=1),
+        ProgressEvent(parts_done=11, parts_total=11, requests_done=3, requests_total=3, retries=1),
+    ]
+
+
+def test_client_and_call_progress_callbacks_both_hear(make_client, service):
+    heard: list[str] = []
+    client = make_client(service, progress=lambda e: heard.append("client"))
+    client.embed(["a"], progress=lambda e: heard.append("call"))
+    assert heard == ["call", "client"]
+
+
+async def test_async_progress(make_async_client, service):
+    events: list[ProgressEvent] = []
+    client = make_async_client(service, max_parts_per_request=2)
+    await client.embed(["a", "b", "c", "d", "e"], progress=events.append)
+    assert [e.parts_done for e in events] == sorted(e.parts_done for e in events)
+    assert events[-1].parts_done == events[-1].parts_total == 5
+    assert events[-1].requests_done == 3
+
+
+def test_progress_bar(make_client, service, capsys):
+    client = make_client(service, show_progress=True, max_parts_per_request=1)
+    result = client.embed(["a", "b", "c"])
+    assert len(result.vectors) == 3
+    err = capsys.readouterr().err
+    assert "embedding" in err
+    assert "3/3" in err
+
+
+def test_a_progress_callback_that_raises_stops_the_call(make_client, service):
+    def explode(event: ProgressEvent) -> None:
+        raise RuntimeError("callback broke")
+
+    client = make_client(service, max_parts_per_request=1, max_concurrency=2)
+    with pytest.raises(RuntimeError, match="callback broke"):
+        client.embed(["a", "b", "c", "d"], progress=explode)
+
+
+PAIRS = [
+    ("embed", "embed"),
+    ("embed_texts", "embed_texts"),
+    ("embed_images", "embed_images"),
+    ("embed_videos", "embed_videos"),
+    ("close", "aclose"),
+    ("__enter__", "__aenter__"),
+    ("__exit__", "__aexit__"),
+]
+
+
+def public_methods(cls: type) -> set[str]:
+    return {
+        name
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_") and callable(member)
+    }
+
+
+def test_sync_and_async_clients_have_the_same_public_methods():
+    assert public_methods(Client) - {"close"} == public_methods(AsyncClient) - {"aclose"}
+    assert {"embed", "embed_texts", "embed_images", "embed_videos"} <= public_methods(Client)
+
+
+@pytest.mark.parametrize(("sync_name", "async_name"), PAIRS)
+def test_sync_and_async_signatures_match(sync_name, async_name):
+    sync = inspect.signature(getattr(Client, sync_name))
+    asynchronous = inspect.signature(getattr(AsyncClient, async_name))
+    assert list(sync.parameters.values()) == list(asynchronous.parameters.values())
+    assert inspect.iscoroutinefunction(getattr(AsyncClient, async_name))
+    assert not inspect.iscoroutinefunction(getattr(Client, sync_name))
+
+
+def test_constructors_match_except_for_the_http_client():
+    sync = dict(inspect.signature(Client.__init__).parameters)
+    asynchronous = dict(inspect.signature(AsyncClient.__init__).parameters)
+    assert sync.pop("http_client").annotation == "httpx.Client | None"
+    assert asynchronous.pop("http_client").annotation == "httpx.AsyncClient | None"
+    assert sync == asynchronous
+    for name in ("api_key", "base_url", "model", "dialect", "dimension", "timeout"):
+        assert name in sync
+    for name in ("max_retries", "max_concurrency"):
+        assert name in sync
+
+
+def test_public_names_are_exported_and_documented():
+    for name in tongyi_vision.__all__:
+        value = getattr(tongyi_vision, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert inspect.getdoc(value), f"{name} has no docstring"
+    for name in ("embed", "embed_texts", "embed_images", "embed_videos"):
+        assert inspect.getdoc(getattr(Client, name))
+        assert inspect.getdoc(getattr(AsyncClient, name))
+
+
+def test_vectors_are_plain_python_floats(make_client):
+    service = FakeService(
+        fail=lambda seen: httpx.Response(
+            200, json={"data": [{"index": 0, "embedding": [1] * 768}], "usage": None}
+        )
+    )
+    client = make_client(service)
+    (vector,) = client.embed(["a"]).vectors
+    assert all(type(x) is float for x in vector)
