@@ -80,7 +80,7 @@ def test_missing_key_for_the_async_client_too():
 
 def test_unknown_dialect(monkeypatch):
     monkeypatch.setenv("TONGYI_VISION_DIALECT", "grpc")
-    with pytest.raises(ConfigurationError, match="'grpc'.*TONGYI_VISION_DIALECT"):
+    with pytest.raises(ConfigurationError, match=r"'grpc'.*TONGYI_VISION_DIALECT"):
         make(api_key="k")
 
 
