@@ -293,3 +293,21 @@ async def test_the_chain_runs_async(chain_and_store: tuple[Any, Any], media: Pat
     answers = await chain.abatch(questions)
 
     assert [a.rsplit("- ", 1)[1] for a in answers] == [f"{n}.png" for n in sorted(SHAPES)]
+
+
+# --- the native dialect ---
+
+
+async def test_the_native_dialect_with_a_smaller_dimension(emulator: Any, media: Path) -> None:
+    model = TongyiVisionEmbeddings(
+        api_key=emulator.api_key, base_url=emulator.base_url, dialect="dashscope", dimension=256
+    )
+    store = InMemoryVectorStore(model)
+    await store.aadd_documents(TongyiImageLoader(media / "photos").load())
+
+    (query,) = await model.aembed_image([str(media / "queries" / "blue-square.jpg")])
+    found = await store.asimilarity_search_by_vector(query, k=1)
+    await model.aclose()
+
+    assert len(query) == 256
+    assert stem(found[0]) == "blue-square"
