@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import logging
 import pickle
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from tongyi_vision import (
     ConfigurationError,
     InputError,
     MediaNotFoundError,
+    MissingDependencyError,
     file_uri,
 )
 from tongyi_vision.langchain import TongyiImageLoader, TongyiVisionEmbeddings
@@ -414,3 +417,22 @@ def test_usage_sums_sync_and_async_calls(make_embeddings: Make) -> None:
 
     assert embeddings.usage.requests == 2
     assert embeddings.usage.prompt_tokens == 9
+
+
+def test_the_progress_bar_counts_the_parts(
+    make_embeddings: Make, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_embeddings(show_progress_bar=True).embed_documents(["one", "two", "three"])
+
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_without_langchain_core_the_import_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [m for m in sys.modules if m.startswith("tongyi_vision.langchain")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "langchain_core", None)
+
+    with pytest.raises(MissingDependencyError, match=r"tongyi-vision\[langchain\]"):
+        importlib.import_module("tongyi_vision.langchain")
