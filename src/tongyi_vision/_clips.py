@@ -31,7 +31,7 @@ from ._exceptions import (
     UnsupportedMediaError,
 )
 from ._limits import MAX_IMAGES_PER_GROUP, VIDEO_MIME_TYPES, sniff_video_format
-from ._parts import _path_from, _read_head, describe
+from ._parts import _path_from, _read_head
 from ._video import Video, format_seconds
 
 VideoSource = str | os.PathLike[str] | bytes
@@ -100,7 +100,9 @@ class SampledFrame:
 def _describe_source(source: VideoSource) -> str:
     if isinstance(source, bytes):
         return f"<{len(source):,} bytes of video>"
-    return describe(os.fspath(source))
+    text = os.fspath(source)
+    # Keep the end of a long path: the file name says more than the folders above it.
+    return repr(text if len(text) <= 72 else "..." + text[-69:])
 
 
 def _sniff(source: VideoSource, description: str) -> str:
@@ -243,7 +245,8 @@ class _Opened:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
+    # FFmpeg errors carry the file name too; the message already names the part.
+    text = str(getattr(exc, "strerror", None) or exc).strip()
     return text[:120] if text else type(exc).__name__
 
 

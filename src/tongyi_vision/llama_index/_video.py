@@ -242,8 +242,9 @@ class TongyiVideoReader(BaseReader):
             image_resource=resource,
             embedding=vector,
             metadata=metadata,
-            # The vector is the clip's; no metadata is embedded, but LLMs see when and where.
-            excluded_embed_metadata_keys=list(metadata),
+            # Nothing is embedded from text (the vector is given), but the index drops nodes
+            # whose embeddable content is empty: leave it the file name and the times.
+            excluded_embed_metadata_keys=[k for k in _NOT_FOR_LLM if k in metadata],
             excluded_llm_metadata_keys=[k for k in _NOT_FOR_LLM if k in metadata],
         )
 
