@@ -25,8 +25,10 @@ from tongyi_vision.langchain import (
     SkippedMediaWarning,
     TongyiImageLoader,
     TongyiImageParser,
-    TongyiVideoLoader,
 )
+
+# The simple one-document-per-file loader; the package may export a clip-aware one instead.
+from tongyi_vision.langchain._loaders import TongyiVideoLoader
 
 RED = (220, 30, 40)
 MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2mp41" + b"\x00" * 64
@@ -271,3 +273,14 @@ def test_the_video_loader_can_inline_the_file(tmp_path: Path) -> None:
 
     assert document.page_content.startswith("data:video/mp4;base64,")
     assert base64.b64decode(document.page_content.split(",", 1)[1]) == MP4_HEAD
+
+
+def test_a_broken_link_is_reported_and_a_linked_folder_is_not_followed(tmp_path: Path) -> None:
+    write_image(tmp_path / "real.png", RED)
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "loop").symlink_to(tmp_path)
+
+    with pytest.warns(SkippedMediaWarning, match=r"dangling\.png"):
+        documents = TongyiImageLoader(tmp_path, recursive=True).load()
+
+    assert names(documents) == ["real.png"]

@@ -79,9 +79,9 @@ class TongyiVisionEmbeddings(Serializable, Embeddings):
     """Show a tqdm progress bar over the parts of each call."""
     default_headers: dict[str, str] | None = None
     """Extra HTTP headers sent with every request."""
-    http_client: httpx.Client | None = Field(default=None, exclude=True)
+    http_client: httpx.Client | None = Field(default=None, exclude=True, repr=False)
     """An ``httpx.Client`` to send the sync requests with (proxies, certificates...)."""
-    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
+    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True, repr=False)
     """An ``httpx.AsyncClient`` for the async methods; it must be used from one event loop."""
     embed_media_references: bool = True
     """Embed ``file://`` and ``data:`` URIs of images and videos as media, not as text."""

@@ -65,16 +65,16 @@ class _MediaParser(BaseBlobParser):
         try:
             document = self._document(blob, source)
         except OSError as exc:
-            self.skip(
+            self._skip(
                 MediaNotFoundError(f"cannot be read ({exc.strerror or exc})", part=source), exc
             )
             return
         except TongyiVisionError as exc:
-            self.skip(exc)
+            self._skip(exc)
             return
         yield document
 
-    def skip(self, error: TongyiVisionError, cause: BaseException | None = None) -> None:
+    def _skip(self, error: TongyiVisionError, cause: BaseException | None = None) -> None:
         """Raise ``error``, warn about it, or say nothing, as ``on_error`` says."""
         if self.on_error == "raise":
             raise error from cause
@@ -201,17 +201,19 @@ class _MediaLoader(BaseLoader):
                 entries = sorted(scan, key=lambda entry: entry.name)
         except OSError as exc:
             description = str(folder)
-            self.parser.skip(
+            self.parser._skip(
                 MediaNotFoundError(f"cannot be listed ({exc.strerror or exc})", part=description),
                 exc,
             )
             return
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                # Hidden folders (.git, .cache...) are not the caller's media.
-                if self.recursive and not entry.name.startswith("."):
+            if entry.is_dir():
+                # Hidden folders (.git, .cache...) are not the caller's media, and linked
+                # folders could loop.
+                if self.recursive and not entry.name.startswith(".") and not entry.is_symlink():
                     yield from self._walk(Path(entry.path))
-            elif entry.is_file() and _matches(entry.name, self.glob):
+            elif _matches(entry.name, self.glob) and (entry.is_file() or entry.is_symlink()):
+                # A broken link is passed on too, for the parser to report.
                 yield Path(entry.path)
 
 
