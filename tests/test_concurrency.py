@@ -151,3 +151,61 @@ def test_a_429_lowers_the_clients_concurrency_and_successes_raise_it(make_client
     assert len(result.vectors) == 40
     assert max(peaks_after_throttle) <= 4
     assert client._limit.current == 4
+
+
+def test_concurrent_calls_on_one_sync_client_share_max_concurrency(make_client):
+    counter = InFlight()
+    barrier = threading.Barrier(4, timeout=WAIT_SECONDS)
+    service = FakeService()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        counter.enter()
+        try:
+            barrier.wait()
+            return service(request)
+        finally:
+            counter.leave()
+
+    client = make_client(handler, max_concurrency=4, max_parts_per_request=1)
+    results: dict[str, list[list[float]]] = {}
+
+    def call(name: str) -> None:
+        texts = [f"{name}{i}" for i in range(8)]
+        results[name] = client.embed(texts).vectors
+
+    threads = [threading.Thread(target=call, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_SECONDS)
+    assert results["a"] == [text_vector(f"a{i}") for i in range(8)]
+    assert results["b"] == [text_vector(f"b{i}") for i in range(8)]
+    # two calls of eight requests each, but never more than four in flight between them
+    assert counter.peak == 4
+    assert client._limit.in_flight == 0
+
+
+async def test_concurrent_calls_on_one_async_client_share_max_concurrency(make_async_client):
+    counter = InFlight()
+    full = asyncio.Event()
+    service = FakeService()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        counter.enter()
+        try:
+            if counter.now >= 3:
+                full.set()
+            await asyncio.wait_for(full.wait(), WAIT_SECONDS)
+            await asyncio.sleep(0)
+            return service(request)
+        finally:
+            counter.leave()
+
+    client = make_async_client(handler, max_concurrency=3, max_parts_per_request=1)
+    first, second = await asyncio.gather(
+        client.embed([f"a{i}" for i in range(6)]), client.embed([f"b{i}" for i in range(6)])
+    )
+    assert first.vectors == [text_vector(f"a{i}") for i in range(6)]
+    assert second.vectors == [text_vector(f"b{i}") for i in range(6)]
+    assert counter.peak == 3
+    assert client._limit.in_flight == 0

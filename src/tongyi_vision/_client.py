@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -310,6 +311,8 @@ class Client(_BaseClient):
             ),
         )
         self._sleep: Callable[[float], None] = time.sleep
+        # One lock for every call of this client: the concurrency limit is client-wide.
+        self._slots = threading.Condition()
 
     def embed(
         self,
@@ -353,7 +356,7 @@ class Client(_BaseClient):
         workers = min(self.max_concurrency, len(call.queue))
         if workers == 0:
             return
-        condition = threading.Condition()
+        condition = self._slots
 
         def work() -> None:
             while True:
@@ -451,6 +454,10 @@ class AsyncClient(_BaseClient):
             ),
         )
         self._sleep: Callable[[float], Any] = asyncio.sleep
+        # asyncio primitives belong to one event loop: one condition per loop in use.
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Condition] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def embed(
         self,
@@ -490,7 +497,10 @@ class AsyncClient(_BaseClient):
         workers = min(self.max_concurrency, len(call.queue))
         if workers == 0:
             return
-        condition = asyncio.Condition()
+        loop = asyncio.get_running_loop()
+        condition = self._slots.get(loop)
+        if condition is None:
+            condition = self._slots[loop] = asyncio.Condition()
 
         async def work() -> None:
             while True:

@@ -128,14 +128,31 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 class AdaptiveLimit:
     """How many requests may be in flight: halved on a 429 (once per burst), raised by one
     after as many successes in a row as the current limit, up to ``maximum``.
-    Kept by the client across calls; safe to share between threads."""
+
+    Kept by the client across calls, and counting the requests of every call in
+    flight, so concurrent calls on one client share ``max_concurrency``
+    instead of each taking all of it. Safe to share between threads.
+    """
 
     def __init__(self, maximum: int) -> None:
         self.maximum = maximum
         self.current = maximum
         self.epoch = 0
+        self.in_flight = 0
         self._successes = 0
         self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        """Take a slot for one request if the current limit allows it."""
+        with self._lock:
+            if self.in_flight >= self.current:
+                return False
+            self.in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def on_throttle(self, epoch_at_send: int) -> None:
         with self._lock:
@@ -165,8 +182,10 @@ class Endpoint:
 
 
 class Call:
-    """The state of one embed call, shared by its workers. Every method is called with the
-    driver's lock held, except :meth:`run_batch`, whose generator runs outside it."""
+    """The state of one embed call, shared by its workers. :meth:`try_take` and
+    :meth:`finish` are called with the driver's lock held (one lock per client, so
+    that a slot freed by one call wakes the workers of another); :meth:`run_batch`'s
+    generator runs outside it."""
 
     def __init__(
         self,
@@ -199,13 +218,14 @@ class Call:
     def try_take(self) -> Batch | _Wait | None:
         if self.error is not None or (not self.queue and self.in_flight == 0):
             return None
-        if not self.queue or self.in_flight >= self.limit.current:
+        if not self.queue or not self.limit.try_acquire():
             return WAIT
         self.in_flight += 1
         return self.queue.popleft()
 
     def finish(self) -> None:
         self.in_flight -= 1
+        self.limit.release()
 
     def abort(self, exc: BaseException) -> None:
         """Stop starting new requests (an interrupt or a bug in a worker)."""
