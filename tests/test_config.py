@@ -162,3 +162,11 @@ async def test_async_close_releases_only_what_the_client_opened():
     async with client:
         pass
     assert client._http.is_closed
+
+
+def test_a_key_with_a_trailing_newline_is_trimmed(monkeypatch):
+    monkeypatch.setenv("EMPIRIOLABS_API_KEY", "sk-from-file\n")
+    assert make()._settings.api_key.get() == "sk-from-file"
+    monkeypatch.setenv("EMPIRIOLABS_API_KEY", "  \n")
+    with pytest.raises(ConfigurationError, match="EMPIRIOLABS_API_KEY"):
+        make()

@@ -148,3 +148,22 @@ def test_data_uri_images_are_sent_as_given(make_client, dialect):
     client = make_client(service, dialect=dialect)
     client.embed([Image(uri)])
     assert service.parts_sent == [{"image": uri}]
+
+
+def test_duplicates_get_their_own_copy_of_the_vector(make_client, service):
+    client = make_client(service)
+    result = client.embed(["same", "same"])
+    assert result.vectors[0] == result.vectors[1]
+    result.vectors[0][0] = -1.0  # a caller normalising one vector in place
+    assert result.vectors[1] == text_vector("same")
+
+
+def test_pil_images_are_equal_only_to_themselves():
+    from PIL import Image as PILImage
+
+    first = PILImage.new("RGB", (2, 2))
+    second = PILImage.new("RGB", (2, 2))
+    assert Image(first) == Image(first)
+    assert hash(Image(first)) == hash(Image(first))
+    assert Image(first) != Image(second)
+    assert Image(first) != Image(png_bytes())

@@ -79,6 +79,8 @@ def resolve_settings(
         )
     key_env, default_url = DIALECT_DEFAULTS[chosen_dialect]
     key = api_key if api_key is not None else env.get(key_env)
+    # a key pasted from a file often ends in a newline, which no header may carry
+    key = key.strip() if key else key
     if not key:
         raise ConfigurationError(
             f"no API key: set {key_env} or pass api_key=... "

@@ -210,10 +210,15 @@ class Image:
         return f"Image({describe(os.fspath(source))})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Image) and other.source == self.source
+        if not isinstance(other, Image):
+            return False
+        if self._pil is not None or other._pil is not None:
+            # PIL images are mutable: the same object, not equal pixels, makes equal parts
+            return self._pil is other._pil
+        return other.source == self.source
 
     def __hash__(self) -> int:
-        return hash(("image", self.source if not self._pil else id(self._pil)))
+        return hash(("image", id(self._pil) if self._pil is not None else self.source))
 
     def prepare(self) -> Prepared:
         """Check the image and return how to load it; raises :class:`InputError` subclasses."""

@@ -397,8 +397,9 @@ class Call:
         vectors: list[Vector | None] = list(known) if known is not None else [None] * total
         for slot, vector in enumerate(self.results):
             if vector is not None:
-                for index in self.plan.owners[slot]:
-                    vectors[index] = vector
+                for n, index in enumerate(self.plan.owners[slot]):
+                    # duplicates get their own copy, so changing one vector leaves the others
+                    vectors[index] = vector if n == 0 else list(vector)
         return PartialResult(vectors=vectors, usage=self.usage)
 
 
