@@ -53,6 +53,8 @@ def generate_sample_video(
     patterned: Collection[int] = (),
     codec: str | None = None,
     container: str | None = None,
+    preset: str = "veryfast",
+    motion_steps: int | None = None,
 ) -> Path:
     """Write a synthetic video and return its path.
 
@@ -61,6 +63,9 @@ def generate_sample_video(
     show a black-and-white checkerboard. ``codec`` defaults to
     :func:`preferred_codec`; the container follows the file suffix (``.mp4``,
     ``.mkv``, ``.webm``, ``.avi``, ``.mov``) unless ``container`` names it.
+    ``preset`` is the H.264 speed preset; ``motion_steps`` limits the square to
+    that many positions per segment, so frames repeat and long videos (for
+    benchmarks) are drawn once per position rather than once per frame.
 
     >>> generate_sample_video("demo.mp4", seconds=25, patterned={1})
     PosixPath('demo.mp4')
@@ -97,20 +102,29 @@ def generate_sample_video(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec_name == "libx264":
             # Fast and deterministic: one thread, no lookahead randomness.
-            stream.options = {"preset": "veryfast", "threads": "1"}
+            stream.options = {"preset": preset, "threads": "1"}
         else:
             stream.codec_context.thread_count = 1
+        drawn: dict[tuple[int, int], Any] = {}
         for index in range(total):
             segment = math.floor(index / fps / segment_seconds)
-            image = background(segment).copy()
             # The square sweeps the width once per segment.
             phase = (index / fps % segment_seconds) / segment_seconds
+            if motion_steps:
+                phase = math.floor(phase * motion_steps) / motion_steps
             left = round(phase * (width - side))
-            top = (height - side) // 2
-            ImageDraw.Draw(image).rectangle(
-                (left, top, left + side - 1, top + side - 1), fill=(255, 255, 255)
-            )
-            frame = av.VideoFrame.from_image(image)
+            frame = drawn.get((segment, left))
+            if frame is None:
+                image = background(segment).copy()
+                top = (height - side) // 2
+                ImageDraw.Draw(image).rectangle(
+                    (left, top, left + side - 1, top + side - 1), fill=(255, 255, 255)
+                )
+                frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
+                if motion_steps:
+                    # Keep only the current segment's frames: memory stays flat.
+                    drawn = {k: v for k, v in drawn.items() if k[0] == segment}
+                    drawn[(segment, left)] = frame
             frame.pts = index
             frame.time_base = Fraction(1, fps)
             for packet in stream.encode(frame):
