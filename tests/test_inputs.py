@@ -78,7 +78,16 @@ def test_text_at_the_limit_is_accepted(make_client, service):
 
 @pytest.mark.parametrize(
     ("text", "tokens"),
-    [("", 0), ("abc", 1), ("abcd", 2), ("a red bicycle", 5), ("红色 bike", 2 + 2)],
+    [
+        ("", 0),
+        ("abc", 1),
+        ("abcd", 2),
+        ("a red bicycle", 5),
+        ("红色 bike", 2 + 2),
+        ("2026", 4),  # digits one by one
+        ("Привет", 6),  # other scripts one per character
+        ("🙂🙂", 4),  # beyond the BMP: two each
+    ],
 )
 def test_token_estimate_errs_high(text, tokens):
     assert estimate_text_tokens(text) == tokens

@@ -65,13 +65,18 @@ def estimate_text_tokens(text: str) -> int:
     """Estimate how many tokens the service counts for ``text``.
 
     The service does not publish its tokenizer, so this errs on the high side:
-    every CJK character is one token, and the rest counts one token per three
-    characters (English text averages about four). A text this estimate puts at
-    1,024 tokens or fewer is accepted by the service.
+    every CJK character, every digit and every other non-ASCII character is one
+    token (byte-level tokenizers split digits one by one and rarely merge
+    characters of less common scripts), emoji and other characters beyond the
+    Basic Multilingual Plane two, and the remaining ASCII one token per three
+    characters (English text averages about four).
     """
-    cjk = len(_CJK.findall(text))
-    rest = len(text) - cjk
-    return cjk + math.ceil(rest / 3)
+    cjk = _CJK.findall(text)
+    ascii_chars = sum(1 for c in text if c < "\x80")
+    digits = sum(1 for c in text if "0" <= c <= "9")
+    other = len(text) - len(cjk) - ascii_chars
+    astral = sum(1 for c in text if c > "\uffff") - sum(1 for c in cjk if c > "\uffff")
+    return len(cjk) + other + astral + digits + math.ceil((ascii_chars - digits) / 3)
 
 
 def image_tokens_for_pixels(width: int, height: int) -> int:

@@ -92,7 +92,8 @@ def prepare_text(text: str) -> Prepared:
     if tokens > MAX_TEXT_TOKENS:
         raise TextTooLongError(
             f"is about {tokens:,} tokens, over the {MAX_TEXT_TOKENS:,}-token limit "
-            "(estimate: one token per CJK character, one per 3 other characters); "
+            "(an estimate that errs high: one token per CJK character, digit or other "
+            "non-ASCII character, one per 3 other characters); "
             "split it into smaller chunks",
             part=describe(text),
         )
