@@ -231,6 +231,11 @@ class _Opened:
                 frame = next(decoded)
             except StopIteration:
                 return
+            except self._av.error.DecoderNotFoundError as exc:
+                raise UnsupportedMediaError(
+                    f"uses a codec this FFmpeg build cannot decode ({_reason(exc)})",
+                    part=self.description,
+                ) from exc
             except self.error_types as exc:
                 raise CorruptMediaError(
                     f"cannot be decoded ({_reason(exc)}); the file is corrupt or truncated",

@@ -25,13 +25,15 @@ from ._loaders import (
     SkippedMediaWarning,
     TongyiImageLoader,
     TongyiImageParser,
-    TongyiVideoLoader,
 )
+from ._video import SkippedVideoWarning, TongyiVideoLoader, TongyiVideoParser
 
 __all__ = [
     "SkippedMediaWarning",
+    "SkippedVideoWarning",
     "TongyiImageLoader",
     "TongyiImageParser",
     "TongyiVideoLoader",
+    "TongyiVideoParser",
     "TongyiVisionEmbeddings",
 ]

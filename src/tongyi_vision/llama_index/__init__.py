@@ -24,11 +24,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from ._embedding import TongyiVisionEmbedding
-from ._readers import ReaderError, SkippedFileWarning, TongyiImageReader, TongyiVideoReader
+from ._readers import ReaderError, SkippedFileWarning, TongyiImageReader
+from ._video import SkippedVideo, SkippedVideoWarning, TongyiVideoReader
 
 __all__ = [
     "ReaderError",
     "SkippedFileWarning",
+    "SkippedVideo",
+    "SkippedVideoWarning",
     "TongyiImageReader",
     "TongyiVideoReader",
     "TongyiVisionEmbedding",
