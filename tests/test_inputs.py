@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from _core_fakes import image_bytes, png_bytes
+from _core_fakes import FakeService, Seen, image_bytes, png_bytes
 from tongyi_vision import (
     CorruptMediaError,
     EmptyInputError,
@@ -380,3 +380,33 @@ def test_input_error_outside_a_call_has_no_index():
         MultiImage([]).prepare()
     assert caught.value.part_index is None
     assert str(caught.value).startswith("MultiImage([]): ")
+
+
+def test_client_auto_fit_setting_applies_to_embed_images(make_client, service):
+    client = make_client(service, auto_fit=False)
+    with pytest.raises(UnsupportedMediaError) as caught:
+        client.embed_images(["https://example.com/ok.png", image_bytes("WEBP")])
+    assert caught.value.part_index == 1
+    assert service.seen == []
+
+
+def test_a_file_that_vanishes_during_the_call_is_named(make_client, tmp_path):
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    first.write_bytes(png_bytes(4, 4))
+    second.write_bytes(png_bytes(5, 5))
+
+    def delete_second(seen: Seen) -> None:
+        second.unlink(missing_ok=True)
+
+    service = FakeService(on_request=delete_second)
+    client = make_client(service, max_parts_per_request=1, max_concurrency=1)
+    with pytest.raises(MediaNotFoundError) as caught:
+        client.embed([Image(first), Image(second)])
+    error = caught.value
+    assert error.part_index == 1
+    assert "second.png" in str(error)
+    assert "could not be read while sending" in str(error)
+    assert len(service.seen) == 1
+    # what was sent before the file vanished is kept
+    assert error.partial.vectors[0] is not None
+    assert error.partial.vectors[1] is None
