@@ -203,7 +203,9 @@ def report(rows: list[dict[str, Any]], command: str, generate_seconds: float) ->
             f"- input: {WIDTH}x{HEIGHT}, {FPS} fps, H.264, a panning texture (generated in "
             f"{generate_seconds:.0f} s); clips of {CLIP_SECONDS:.0f} s, 8 frames each, JPEG "
             "quality 85, long side 1024 px",
-            "- each row is a fresh process: its peak RSS is that video's alone",
+            "- each row is a fresh process: its peak RSS is that video's alone; load average "
+            f"at the end of the run: {os.getloadavg()[0]:.1f} (other work on the machine slows "
+            "every figure alike)",
             "",
             table(rows),
             "",
