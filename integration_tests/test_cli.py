@@ -88,7 +88,11 @@ def test_demo_runs_against_an_in_process_emulator_without_a_key() -> None:
         assert first_hit.strip().startswith("1.") and first_hit.endswith("red-circle.png")
     text_hits = out.split("text -> text")[1].splitlines()[1]
     assert "A red bicycle leans against a brick wall" in text_hits
-    assert "text -> video" in out and "colours.mp4 [" in out
+    assert "text -> video" in out
+    # The red picture finds the red third of the sample video.
+    for section in out.split("image -> video")[1:]:
+        assert section.splitlines()[1].endswith("colours.mp4 [0-4 s]")
+    assert out.count("image -> video") >= 1
     assert "usage and cost:" in out and "total:" in out and "$" in out
 
 

@@ -205,7 +205,7 @@ def _langchain(
         store.add_documents([*images, *texts, *clips])
         counted = f"{len(images)} images, {len(texts)} texts"
         if clips:
-            counted += f", {len(clips)} video clips"
+            counted += f", {len(clips)} video clips (TongyiVideoLoader)"
         report.say(f"  indexed {counted} in one store")
 
         def kind(name: str) -> Any:
@@ -238,6 +238,12 @@ def _langchain(
                 f"text -> video  {_text_label(TEXT_TO_VIDEO)}",
                 [(s, label(d)) for d, s in hits],
             )
+            hits = _by_vector(store, vector, kind("video"))
+            _print_hits(
+                report,
+                f"image -> video  {samples.query_image.name} (which clip is red?)",
+                [(s, label(d)) for d, s in hits],
+            )
         elif samples.video_note:
             report.say(f"  ({samples.video_note})")
         usage: Usage = embeddings.usage
@@ -263,22 +269,12 @@ def _langchain_clips(samples: Samples) -> list[Any]:
     """One document per clip of the sample video, its text a ``file://...#t=start,end`` URI."""
     if samples.video is None:
         return []
-    from langchain_core.documents import Document
+    from .langchain import TongyiVideoLoader
 
-    from ._clips import iter_clips
-
-    return [
-        Document(
-            page_content=clip.uri,
-            metadata={
-                "kind": "video",
-                "source": str(samples.video),
-                "start_seconds": clip.start_seconds,
-                "end_seconds": clip.end_seconds,
-            },
-        )
-        for clip in iter_clips(samples.video, CLIP_SECONDS)
-    ]
+    clips = TongyiVideoLoader(samples.video, clip_seconds=CLIP_SECONDS, on_error="raise").load()
+    for clip in clips:
+        clip.metadata["kind"] = "video"
+    return clips
 
 
 # --- LlamaIndex ---
@@ -305,40 +301,64 @@ def _llama_index(
     try:
         images = TongyiImageReader(samples.folder / "images").load_data()
         texts = [Document(text=t) for t in samples.texts]
-        # One instance for both roles: texts and images land in one vector space.
+        clips = _llama_index_clips(embedding, samples)
+        # One instance for both roles: texts, images and clips land in one vector space.
         index = MultiModalVectorStoreIndex.from_documents(
-            [*images, *texts], embed_model=embedding, image_embed_model=embedding
+            [*images, *texts, *clips], embed_model=embedding, image_embed_model=embedding
         )
-        report.say(f"  indexed {len(images)} images, {len(texts)} texts")
-        retriever = index.as_retriever(similarity_top_k=TOP_K, image_similarity_top_k=TOP_K)
+        counted = f"{len(images)} images, {len(texts)} texts"
+        if clips:
+            counted += f", {len(clips)} video clips (TongyiVideoReader)"
+        report.say(f"  indexed {counted}")
+        # Images and clips share the index's image store: ask for all, keep the kind wanted.
+        everything = len(images) + len(clips)
+        retriever = index.as_retriever(similarity_top_k=TOP_K, image_similarity_top_k=everything)
+
+        def is_clip(node: Any) -> bool:
+            return "clip_uri" in node.metadata
 
         def label(node: Any) -> str:
+            if is_clip(node):
+                return _short(node.metadata["clip_uri"])
             if isinstance(node, ImageNode):
                 return _short(node.metadata.get("file_name") or node.image_path)
             return _text_label(node.get_content())
 
+        def top(hits: Sequence[Any], clips_wanted: bool) -> list[tuple[float, str]]:
+            kept = [
+                h
+                for h in hits
+                if not isinstance(h.node, ImageNode) or is_clip(h.node) == clips_wanted
+            ]
+            return [(h.score or 0.0, label(h.node)) for h in kept[:TOP_K]]
+
         hits = retriever.text_to_image_retrieve(TEXT_TO_IMAGE)
-        _print_hits(
-            report,
-            f"text -> image  {_text_label(TEXT_TO_IMAGE)}",
-            [(h.score or 0.0, label(h.node)) for h in hits],
-        )
-        hits = retriever.image_to_image_retrieve(str(samples.query_image))
-        _print_hits(
-            report,
-            f"image -> image  {samples.query_image.name}",
-            [(h.score or 0.0, label(h.node)) for h in hits],
-        )
+        _print_hits(report, f"text -> image  {_text_label(TEXT_TO_IMAGE)}", top(hits, False))
+        query = str(samples.query_image)
+        image_hits = retriever.image_to_image_retrieve(query)
+        _print_hits(report, f"image -> image  {samples.query_image.name}", top(image_hits, False))
         hits = retriever.text_retrieve(TEXT_TO_TEXT)
-        _print_hits(
-            report,
-            f"text -> text  {_text_label(TEXT_TO_TEXT)}",
-            [(h.score or 0.0, label(h.node)) for h in hits],
-        )
+        _print_hits(report, f"text -> text  {_text_label(TEXT_TO_TEXT)}", top(hits, False))
+        if clips:
+            hits = retriever.text_to_image_retrieve(TEXT_TO_VIDEO)
+            _print_hits(report, f"text -> video  {_text_label(TEXT_TO_VIDEO)}", top(hits, True))
+            _print_hits(
+                report, f"image -> video  {samples.query_image.name}", top(image_hits, True)
+            )
         usage: Usage = embedding.usage
     finally:
         embedding.close()
     return usage
+
+
+def _llama_index_clips(embedding: Any, samples: Samples) -> list[Any]:
+    """Clip documents of the sample video, embedded while read (how TongyiVideoReader works)."""
+    if samples.video is None:
+        return []
+    from .llama_index import TongyiVideoReader
+
+    reader = TongyiVideoReader(embedding, clip_seconds=CLIP_SECONDS, on_error="raise")
+    return list(reader.load_data(str(samples.video)))
 
 
 # --- the command ---
