@@ -167,3 +167,12 @@ def test_empty_call_sends_nothing(make_client, service):
     result = client.embed([])
     assert result.vectors == []
     assert service.seen == []
+
+
+def test_url_schemes_are_case_insensitive(make_client, service):
+    client = make_client(service)
+    client.embed([Image("HTTPS://example.com/A.png"), Video("Http://example.com/v.mp4")])
+    assert service.parts_sent == [
+        {"image": "HTTPS://example.com/A.png"},
+        {"video": "Http://example.com/v.mp4"},
+    ]

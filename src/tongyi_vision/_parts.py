@@ -110,7 +110,8 @@ def prepare_text(text: str) -> Prepared:
 
 
 def _is_url(value: str) -> bool:
-    return value.startswith(("http://", "https://"))
+    # URL schemes are case-insensitive: HTTPS://... is a URL, not a relative path
+    return value[:8].lower().startswith(("http://", "https://"))
 
 
 def _data_uri(mime: str, data: bytes) -> str:
