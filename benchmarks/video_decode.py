@@ -212,12 +212,12 @@ def report(rows: list[dict[str, Any]], command: str, generate_seconds: float) ->
             f"- memory: {span:.0f}x the video length changes peak RSS by {growth:+.0f} MiB; "
             "decoding streams (one clip at a time, only the kept frames converted), so the "
             "peak is the decoder's working set plus 8 JPEGs, whatever the length",
-            "- time grows linearly with length: every frame of a clip is decoded to reach "
-            "the 8 kept ones (H.264 frames depend on the ones before); sampling 8 frames over "
-            "a whole video instead seeks from keyframe to keyframe and decodes a small part",
-            "- synthetic footage: real camera video of the same size decodes at a similar "
-            "order of speed, but the figures are for comparing lengths within this run, on a "
-            "shared machine, and are not asserted anywhere",
+            "- time grows with length, roughly linearly: every frame of a clip is decoded to "
+            "reach the 8 kept ones (H.264 frames depend on the ones before); sampling 8 frames "
+            "over a whole video instead seeks from keyframe to keyframe and decodes a small part",
+            "- synthetic footage, encoded for speed: camera video with more detail, B-frames and "
+            "CABAC decodes slower, so read the decode share as a floor; the figures compare "
+            "lengths within one run on a shared machine and are not asserted anywhere",
         ]
     )
 
