@@ -111,14 +111,17 @@ class _BaseClient:
 
     @property
     def model(self) -> str:
+        """The model name sent with every request."""
         return self._settings.model
 
     @property
     def dialect(self) -> str:
+        """``"openai"`` (the EmpirioLabs gateway) or ``"dashscope"`` (Model Studio's own API)."""
         return self._settings.dialect
 
     @property
     def base_url(self) -> str:
+        """The service root, without the endpoint's path."""
         return self._settings.base_url
 
     @property

@@ -28,6 +28,7 @@ class Secret:
         self._value = value
 
     def get(self) -> str:
+        """The secret itself; only for building the request header."""
         return self._value
 
     def __repr__(self) -> str:

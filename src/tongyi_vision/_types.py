@@ -85,6 +85,7 @@ class PartialResult:
 
     @property
     def done(self) -> int:
+        """How many parts have a vector."""
         return len(self.vectors) - len(self.missing)
 
 
