@@ -269,6 +269,24 @@ class Client(_BaseClient):
     >>> with Client() as client:                # key from EMPIRIOLABS_API_KEY
     ...     result = client.embed(["a red bicycle", Image("bike.jpg")])
     ...     result.vectors, result.usage.cost_usd
+
+    Arguments (each read once, here; an argument wins over the environment):
+
+    - ``api_key``: else ``EMPIRIOLABS_API_KEY``, or ``DASHSCOPE_API_KEY`` for the
+      dashscope dialect; missing, it is a :class:`ConfigurationError`.
+    - ``base_url``, ``model``, ``dialect``: else ``TONGYI_VISION_BASE_URL``,
+      ``TONGYI_VISION_MODEL``, ``TONGYI_VISION_DIALECT``; else the gateway, flash, openai.
+    - ``dimension``: vector size; only the dashscope dialect can change it.
+    - ``timeout``: seconds (or an ``httpx.Timeout``) for each attempt of each request,
+      also when ``http_client`` is given.
+    - ``max_retries``: retries per request, not attempts. ``max_concurrency``: requests
+      in flight at once, shared by every call on this client.
+    - ``max_parts_per_request`` (at most 20), ``max_request_bytes``: how requests are packed.
+    - ``auto_fit``: re-encode images that break the limits (needs Pillow).
+    - ``default_headers``: sent with every request. ``http_client``: your own
+      ``httpx.Client`` (not closed by :meth:`close`).
+    - ``progress``: called with a :class:`ProgressEvent` as requests finish;
+      ``show_progress``: a tqdm bar.
     """
 
     def __init__(
