@@ -156,3 +156,15 @@ def _search_and_reload(embedding: Any, footage: Path, moment: Path, tmp_path: Pa
     assert isinstance(reloaded, MultiModalVectorStoreIndex)
     (again,) = reloaded.as_retriever(image_similarity_top_k=1).image_to_image_retrieve(str(moment))
     assert again.node.metadata["start_seconds"] == CHECKERBOARD_CLIP[0]
+
+
+async def test_async_client_embeds_clips_like_the_sync_one(
+    emulator: RunningEmulator, client_factory: Callable[..., Client], footage: Path
+) -> None:
+    from tongyi_vision import AsyncClient
+
+    clips = list(iter_clips(footage, clip_seconds=10.0))
+    expected = client_factory().embed([clip.part() for clip in clips]).vectors
+    async with AsyncClient(api_key=emulator.api_key, base_url=emulator.base_url) as client:
+        result = await client.embed([clip.part() for clip in clips])
+    assert result.vectors == expected
