@@ -14,7 +14,6 @@ import httpx
 import pytest
 from _llama_index_fakes import KEY, FakeService, part_vector, png_bytes, write_image
 from llama_index.core.callbacks import CallbackManager, LlamaDebugHandler
-from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 
@@ -236,8 +235,8 @@ async def test_async_calls_use_the_async_client(
 async def test_async_image_batches_stay_within_max_concurrency(
     make_embedding: MakeEmbedding, service: FakeService
 ) -> None:
-    # 40 images in batches of 16: requests of 8, 8 | 8, 8 | 8. LlamaIndex's own
-    # method would start every batch at once; the gate holds requests until 3 meet.
+    # 40 images in batches of 16: requests of 8, 8 | 8, 8 | 8. The gate holds
+    # requests until 3 meet, which must never happen.
     service.gather = 3
     embedding = make_embedding(max_concurrency=2, embed_batch_size=16)
     images = [data_uri(png_bytes((i, 100, 200))) for i in range(40)]
@@ -247,19 +246,6 @@ async def test_async_image_batches_stay_within_max_concurrency(
     assert service.max_in_flight == 2  # concurrent, and never more than allowed
     assert len(service.requests) == 5
     assert vectors == [part_vector({"image": image}) for image in images]
-
-
-async def test_llama_index_own_async_image_batching_is_unbounded(
-    make_embedding: MakeEmbedding, service: FakeService
-) -> None:
-    # Why the override exists: the base implementation gathers every batch at once.
-    service.gather = 3
-    embedding = make_embedding(max_concurrency=1, embed_batch_size=8)
-    images = [data_uri(png_bytes((i, 1, 1))) for i in range(24)]
-
-    await MultiModalEmbedding.aget_image_embedding_batch(embedding, images)  # type: ignore[arg-type]
-
-    assert service.max_in_flight == 3
 
 
 async def test_async_text_batches_stay_within_max_concurrency(

@@ -1,4 +1,4 @@
-"""TongyiImageReader and TongyiVideoReader over real files: what they yield, what they pass
+"""TongyiImageReader over real files: what they yield, what they pass
 over, what they report, and that MultiModalVectorStoreIndex indexes their documents."""
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ from tongyi_vision import CorruptMediaError, MediaNotFoundError, UnsupportedMedi
 from tongyi_vision.llama_index import (
     SkippedFileWarning,
     TongyiImageReader,
-    TongyiVideoReader,
     TongyiVisionEmbedding,
 )
 
 MakeEmbedding = Callable[..., TongyiVisionEmbedding]
-# The first bytes of an MP4 file: enough for the video reader, which only sniffs.
-MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
 
 
 @pytest.fixture
@@ -203,21 +200,6 @@ def test_without_paths_the_reader_says_what_it_needs() -> None:
         TongyiImageReader().load_data()
     with pytest.raises(ValueError, match="on_error"):
         TongyiImageReader(on_error="shout")  # type: ignore[arg-type]
-
-
-def test_video_reader_gives_one_document_per_video(tmp_path: Path) -> None:
-    (tmp_path / "talk.mp4").write_bytes(MP4_HEAD)
-    (tmp_path / "readme.md").write_text("# videos")
-    (tmp_path / "fake.mkv").write_text("not a video")
-    reader = TongyiVideoReader()
-
-    with pytest.warns(SkippedFileWarning, match=r"fake\.mkv"):
-        (document,) = reader.load_data(tmp_path)
-
-    assert isinstance(document, ImageDocument)
-    assert document.image_path == str((tmp_path / "talk.mp4").resolve())
-    assert document.metadata["mime_type"] == "video/mp4"
-    assert document.metadata["bytes"] == len(MP4_HEAD)
 
 
 def test_the_index_embeds_reader_documents_as_images(

@@ -12,7 +12,7 @@ import io
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -127,7 +127,11 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
     _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = PrivateAttr(
         default_factory=weakref.WeakKeyDictionary
     )
+    _closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = (
+        PrivateAttr(default_factory=weakref.WeakKeyDictionary)
+    )
     _shared_async_client: AsyncClient | None = PrivateAttr(default=None)
+    _retired_usage: Usage = PrivateAttr(default_factory=Usage)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(
@@ -196,13 +200,14 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
             "default_headers": self.default_headers,
         }
 
-    def _async_client(self) -> AsyncClient:
+    async def _async_client(self) -> AsyncClient:
         """The async client for the running event loop.
 
         httpx's async connections belong to the loop that opened them, and
-        LlamaIndex runs coroutines on fresh loops (``asyncio_run``), so each
-        loop gets its own client unless the caller supplied the connections.
+        LlamaIndex runs coroutines on loops of its own (``asyncio_run``), so
+        each loop gets its own client, unless the caller supplied the connections.
         """
+        loop = asyncio.get_running_loop()
         with self._lock:
             if self._http_async_client is not None:
                 if self._shared_async_client is None:
@@ -210,36 +215,72 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
                         **self._client_options(), http_client=self._http_async_client
                     )
                 return self._shared_async_client
-            loop = asyncio.get_running_loop()
             client = self._async_clients.get(loop)
-            if client is None:
-                client = AsyncClient(**self._client_options())
-                self._async_clients[loop] = client
-            return client
+            if client is not None:
+                return client
+            client = AsyncClient(**self._client_options())
+            closer = _close_on_loop_shutdown(client)
+            self._async_clients[loop] = client
+            self._closers[loop] = closer
+        # Started on this loop, the generator is finalised by loop.shutdown_asyncgens(),
+        # which asyncio.run() calls before closing the loop: the connections close in time.
+        await closer.asend(None)
+        return client
 
     @property
     def usage(self) -> Usage:
         """Tokens, requests and cost summed over every call this instance has made."""
-        total = self._client.usage
         with self._lock:
-            clients = list(self._async_clients.values())
+            clients = [self._client, *self._async_clients.values()]
             if self._shared_async_client is not None:
                 clients.append(self._shared_async_client)
+            total = self._retired_usage
         for client in clients:
             total = total + client.usage
         return total
 
-    def close(self) -> None:
-        """Close the sync client's connections (not an ``http_client`` passed in)."""
-        self._client.close()
+    def _retire(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None] | None:
+        """Forget a loop's client (keeping its usage); return the generator that closes it."""
+        client = self._async_clients.pop(loop, None)
+        if client is not None:
+            self._retired_usage = self._retired_usage + client.usage
+        return self._closers.pop(loop, None)
 
-    async def aclose(self) -> None:
-        """Close the connections of the running loop's async client and the sync client."""
+    def close(self) -> None:
+        """Close the connections this instance opened (not an ``http_client`` passed in).
+
+        That includes the async clients of event loops that are not running,
+        such as the one LlamaIndex's ``use_async=True`` runs on in a script;
+        from inside a running loop, use :meth:`aclose`.
+        """
         self._client.close()
         with self._lock:
-            client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+            idle = [loop for loop in self._async_clients if not loop.is_running()]
+            closers = [(loop, self._retire(loop)) for loop in idle]
+        for loop, closer in closers:
+            # A closed loop can run nothing more: its connections went with it.
+            if closer is not None and not loop.is_closed():
+                loop.run_until_complete(closer.aclose())
+
+    async def aclose(self) -> None:
+        """Close the sync client and the running loop's async client."""
+        self._client.close()
+        with self._lock:
+            closer = self._retire(asyncio.get_running_loop())
+        if closer is not None:
+            await closer.aclose()
+
+    def __enter__(self) -> TongyiVisionEmbedding:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> TongyiVisionEmbedding:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __getstate__(self) -> dict[Any, Any]:
         # Pickling (multiprocessing ingestion) must carry neither the key nor the
@@ -287,7 +328,8 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
     ) -> list[Embedding]:
         if not parts:
             return []
-        result = await self._async_client().embed(parts, progress=progress)
+        client = await self._async_client()
+        result = await client.embed(parts, progress=progress)
         return result.vectors
 
     def _get_query_embedding(self, query: str) -> Embedding:
@@ -443,6 +485,13 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
                 bar.batch_done(len(embeddings))
                 results.extend(embeddings)
         return results
+
+
+async def _close_on_loop_shutdown(client: AsyncClient) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 def _video_part(video: VideoInput) -> Video:

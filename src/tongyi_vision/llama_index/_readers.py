@@ -1,4 +1,4 @@
-"""Readers that turn image and video files into documents ``MultiModalVectorStoreIndex`` indexes.
+"""``TongyiImageReader``: image files as documents ``MultiModalVectorStoreIndex`` indexes.
 
 Documents point at their file (``image_path``) instead of carrying it as
 base64, so reading a folder of thousands of images keeps one file's header in
@@ -27,7 +27,7 @@ from .._exceptions import (
     MissingDependencyError,
     UnsupportedMediaError,
 )
-from .._limits import VIDEO_MIME_TYPES, sniff_image_format, sniff_video_format
+from .._limits import sniff_image_format
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,6 @@ _HEAD = 64
 _GLOB_CHARS = frozenset("*?[")
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-)
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".m4v", ".mov", ".mpeg", ".mpg", ".webm", ".avi", ".flv", ".mkv"}
 )
 _IMAGE_MIME_TYPES = {
     "jpeg": "image/jpeg",
@@ -57,7 +54,7 @@ _NOT_FOR_LLM = ["mime_type", "bytes", "width", "height"]
 
 
 class SkippedFileWarning(UserWarning):
-    """A reader skipped a file it could not read as an image or a video."""
+    """A reader skipped a file it could not read as an image."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class _Candidate:
 
 
 class _MediaReader(BaseReader):
-    """Finding files and reporting bad ones, shared by the image and video readers."""
+    """Finding files (paths, folders, globs) and reporting bad ones; subclasses make documents."""
 
     _kind = "media"
     _suffixes: frozenset[str] = frozenset()
@@ -302,34 +299,3 @@ def _check_image(path: Path, fmt: str) -> tuple[int, int]:
             f"looks like {fmt.upper()} but cannot be decoded ({exc})", part=repr(str(path))
         ) from exc
     return width, height
-
-
-class TongyiVideoReader(_MediaReader):
-    """One document per video file, embedded as a whole video.
-
-    >>> documents = TongyiVideoReader().load_data("clips/")
-
-    Documents are ``ImageDocument`` s whose ``image_path`` is the video file:
-    that is what ``MultiModalVectorStoreIndex`` embeds with its
-    ``image_embed_model``, and :class:`TongyiVisionEmbedding` embeds a file that
-    is a video as a video. Metadata: ``file_name``, ``file_path``,
-    ``mime_type``, ``bytes``. Local videos need a core that can send them (the
-    service itself takes video URLs).
-    """
-
-    _kind = "video"
-    _suffixes = VIDEO_SUFFIXES
-
-    def _document(self, candidate: _Candidate) -> Document | None:
-        size, head = self._head(candidate)
-        fmt = sniff_video_format(head)
-        if fmt is None:
-            self._not_media(candidate)
-            return None
-        mime_type = VIDEO_MIME_TYPES[fmt]
-        return ImageDocument(
-            image_resource=MediaResource(path=candidate.path.resolve(), mimetype=mime_type),
-            metadata=_base_metadata(candidate.path, mime_type, size),
-            excluded_embed_metadata_keys=list(_NOT_EMBEDDED),
-            excluded_llm_metadata_keys=list(_NOT_FOR_LLM),
-        )
