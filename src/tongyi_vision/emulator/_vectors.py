@@ -117,8 +117,26 @@ def text_vector(text: str, dimension: int) -> Vector:
 
 
 @functools.lru_cache(maxsize=32)
-def _pixel_table(dimension: int) -> tuple[tuple[tuple[int, float], ...], ...]:
-    return tuple(_buckets(f"px:{i}", dimension) for i in range(PIXEL_FEATURES))
+def _pixel_layout(dimension: int) -> tuple[tuple[float, ...], tuple[tuple[int, ...], ...]]:
+    """Signs of the pixel features, and which features each coordinate sums.
+
+    Features are dealt to coordinates in a hash-determined order: with 768
+    coordinates or more each gets at most one feature (an exact isometry, so
+    cosines between thumbnails are kept as they are); with fewer, features
+    share coordinates evenly.
+    """
+    ranked = sorted(
+        range(PIXEL_FEATURES),
+        key=lambda i: hashlib.blake2b(f"px:{dimension}:{i}".encode(), digest_size=8).digest(),
+    )
+    groups: list[list[int]] = [[] for _ in range(dimension)]
+    for position, feature in enumerate(ranked):
+        groups[position % dimension].append(feature)
+    signs = tuple(
+        1.0 if hashlib.blake2b(f"px-sign:{i}".encode(), digest_size=1).digest()[0] & 1 else -1.0
+        for i in range(PIXEL_FEATURES)
+    )
+    return signs, tuple(tuple(group) for group in groups)
 
 
 def thumbnail(data: bytes, max_pixels: int) -> tuple[int, int, bytes]:
@@ -145,18 +163,22 @@ def pixel_vector(pixels: bytes, dimension: int) -> Vector:
 
     A resized or re-encoded copy has nearly the same thumbnail, so its vector
     lands close; unrelated images have uncorrelated deviations from their
-    mean, so theirs are near orthogonal. A flat image (no deviation at all) gets
-    a vector seeded by its colour.
+    mean, so theirs are near orthogonal. A flat grey image (no deviation at
+    all) gets a vector seeded by its grey level.
     """
     mean = sum(pixels) / len(pixels)
-    values = [0.0] * dimension
-    for value, pairs in zip(pixels, _pixel_table(dimension), strict=True):
-        deviation = value - mean
-        if deviation:
-            for bucket, sign in pairs:
-                values[bucket] += sign * deviation
-    colour = bytes(round(sum(pixels[c::3]) / (len(pixels) // 3)) // 8 for c in range(3))
-    return normalise(values) or seeded_vector("flat-image", colour, dimension)
+    signs, groups = _pixel_layout(dimension)
+    deviations = [(value - mean) * sign for value, sign in zip(pixels, signs, strict=True)]
+    if len(groups) >= PIXEL_FEATURES:
+        # At most one feature per coordinate: pick, don't sum (the common case, and hot).
+        values = [deviations[group[0]] if group else 0.0 for group in groups]
+    else:
+        values = [math.fsum(deviations[i] for i in group) for group in groups]
+    vector = normalise(values)
+    if vector is None:
+        colour = bytes(round(sum(pixels[c::3]) / (len(pixels) // 3)) // 8 for c in range(3))
+        vector = seeded_vector("flat-image", colour, dimension)
+    return vector
 
 
 def mean_vector(vectors: Sequence[Vector], dimension: int) -> Vector:

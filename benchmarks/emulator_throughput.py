@@ -1,0 +1,245 @@
+"""Requests per second the emulator answers, measured from a separate load-generator process.
+
+Starts ``python -m tongyi_vision.emulator`` on 127.0.0.1, then drives it from this
+process with an httpx.AsyncClient over loopback, for a bounded time and number
+of requests per scenario:
+
+- ``text``: openai dialect, one short text per request;
+- ``images``: native dialect, eight JPEG data URIs per request (1024x768 photos
+  unless ``--image-size`` says otherwise).
+
+It prints a Markdown table: requests per second, latency percentiles, and the
+server's CPU seconds per request (from /proc, Linux only), which gives the
+emulator's ceiling on one core independently of the load generator.
+
+    python benchmarks/emulator_throughput.py               # both scenarios, 10 s each
+    python benchmarks/emulator_throughput.py --seconds 3 --scenario text
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tongyi_vision._wire import NATIVE_PATH, OPENAI_PATH
+
+KEY = "bench-key"
+MODEL = "tongyi-embedding-vision-flash"
+WORDS = [
+    "red",
+    "green",
+    "blue",
+    "bicycle",
+    "harbour",
+    "river",
+    "lantern",
+    "market",
+    "winter",
+    "orchard",
+    "quiet",
+    "station",
+    "morning",
+    "copper",
+    "garden",
+    "window",
+    "bridge",
+    "mountain",
+    "letter",
+    "painting",
+]
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+    server_cpu: float | None
+    body_bytes: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+
+def _photo(seed: int, size: tuple[int, int]) -> bytes:
+    """A photo-like JPEG: smooth colour fields plus grain, so it compresses like a real one."""
+    from PIL import Image, ImageFilter
+
+    rng = random.Random(seed)
+    grid = Image.new("RGB", (12, 9))
+    grid.putdata([(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(108)])
+    picture = grid.resize(size, Image.Resampling.BICUBIC)
+    noise = Image.effect_noise(size, 24).convert("RGB")
+    picture = Image.blend(picture, noise, 0.15).filter(ImageFilter.SMOOTH)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def text_bodies(count: int = 512) -> list[bytes]:
+    rng = random.Random(1)
+    bodies = []
+    for _ in range(count):
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 16)))
+        bodies.append(json.dumps({"model": MODEL, "input": text}).encode())
+    return bodies
+
+
+def image_bodies(size: tuple[int, int], count: int = 4) -> list[bytes]:
+    photos = [_photo(seed, size) for seed in range(8 * count)]
+    bodies = []
+    for n in range(count):
+        contents = [
+            {"image": "data:image/jpeg;base64," + base64.b64encode(p).decode()}
+            for p in photos[8 * n : 8 * n + 8]
+        ]
+        bodies.append(json.dumps({"model": MODEL, "input": {"contents": contents}}).encode())
+    return bodies
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process, from /proc (None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(
+    url: str, path: str, bodies: list[bytes], concurrency: int, seconds: float, limit: int
+) -> tuple[int, int, float, list[float]]:
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as http:
+        # Warm up: open the connections and let the server's caches settle.
+        await asyncio.gather(*(http.post(path, content=bodies[0]) for _ in range(concurrency)))
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def worker(offset: int) -> None:
+            nonlocal errors, sent
+            position = offset
+            while time.perf_counter() < deadline and sent < limit:
+                sent += 1
+                body = bodies[position % len(bodies)]
+                position += concurrency
+                began = time.perf_counter()
+                response = await http.post(path, content=body)
+                latencies.append(time.perf_counter() - began)
+                if response.status_code != 200:
+                    errors += 1
+
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return len(latencies), errors, elapsed, latencies
+
+
+def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tongyi_vision.emulator", "--port", "0", "--api-key", KEY],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    if not url.startswith("http://127.0.0.1:"):
+        process.kill()
+        raise SystemExit(f"the emulator did not start: {url!r}")
+    for _ in range(200):
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    return process, url
+
+
+def measure(args: argparse.Namespace) -> list[Outcome]:
+    width, height = (int(n) for n in args.image_size.lower().split("x"))
+    scenarios = {
+        "text": (OPENAI_PATH, text_bodies, args.text_concurrency),
+        "images": (NATIVE_PATH, lambda: image_bodies((width, height)), args.image_concurrency),
+    }
+    chosen = list(scenarios) if args.scenario == "all" else [args.scenario]
+    process, url = start_emulator()
+    outcomes = []
+    try:
+        for name in chosen:
+            path, make, concurrency = scenarios[name]
+            bodies = make()
+            cpu_before = _cpu_seconds(process.pid)
+            count, errors, elapsed, latencies = asyncio.run(
+                drive(url, path, bodies, concurrency, args.seconds, args.max_requests)
+            )
+            cpu_after = _cpu_seconds(process.pid)
+            cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+            size = sum(map(len, bodies)) // len(bodies)
+            outcomes.append(
+                Outcome(name, concurrency, count, errors, elapsed, latencies, cpu, size)
+            )
+    finally:
+        process.terminate()
+        process.wait(10)
+    return outcomes
+
+
+def report(outcomes: list[Outcome], args: argparse.Namespace) -> str:
+    lines = [
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.machine()}; {args.seconds:g} s per scenario "
+        f"(at most {args.max_requests} requests); images {args.image_size} JPEG.",
+        "",
+        "| scenario | concurrency | requests | errors | req/s | p50 ms | p99 ms "
+        "| server CPU ms/req | body |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        cpu = "n/a" if o.server_cpu is None else f"{1000 * o.server_cpu / max(1, o.requests):.2f}"
+        lines.append(
+            f"| {o.scenario} | {o.concurrency} | {o.requests} | {o.errors} | {o.rps:,.0f} "
+            f"| {o.percentile(0.5):.1f} | {o.percentile(0.99):.1f} | {cpu} "
+            f"| {o.body_bytes / 1024:,.0f} KiB |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=("all", "text", "images"), default="all")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per scenario (default 10)")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="per scenario")
+    parser.add_argument("--text-concurrency", type=int, default=16)
+    parser.add_argument("--image-concurrency", type=int, default=4)
+    parser.add_argument("--image-size", default="1024x768", help="WIDTHxHEIGHT of each image")
+    args = parser.parse_args(argv)
+    print(report(measure(args), args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
