@@ -197,3 +197,30 @@ def test_error_tree():
     assert issubclass(ContentModerationError, BadRequestError)
     for _, _, cls in STATUSES:
         assert issubclass(cls, APIStatusError)
+
+
+def test_errors_survive_pickling():
+    import pickle
+
+    from tongyi_vision import MissingDependencyError, TextTooLongError
+
+    error = AuthenticationError(
+        "bad key", status=401, code="InvalidApiKey", request_id="r-1", part_indexes=(2, 3)
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.status, copy.code, copy.request_id, copy.part_indexes) == (
+        401,
+        "InvalidApiKey",
+        "r-1",
+        (2, 3),
+    )
+    assert str(copy) == str(error)
+    too_long = pickle.loads(pickle.dumps(TextTooLongError("is long", part="'x'").at(4)))
+    assert (too_long.part_index, too_long.reason, str(too_long)) == (
+        4,
+        "is long",
+        "part 4 'x': is long",
+    )
+    missing = pickle.loads(pickle.dumps(MissingDependencyError("Pillow", "image", "Resizing")))
+    assert "pip install 'tongyi-vision[image]'" in str(missing)
+    assert missing.extra == "image"

@@ -57,9 +57,14 @@ class MissingDependencyError(TongyiVisionError, ImportError):
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         self.package = package
         self.extra = extra
+        self.purpose = purpose
         super().__init__(
             f"{purpose} needs {package}: install it with  pip install 'tongyi-vision[{extra}]'"
         )
+
+    def __reduce__(self) -> tuple[type[MissingDependencyError], tuple[str, str, str]]:
+        # rebuilt from its parts, so it survives a trip to another process
+        return type(self), (self.package, self.extra, self.purpose)
 
 
 class InputError(TongyiVisionError, ValueError):
