@@ -144,6 +144,8 @@ def main() -> None:
             embed_model=model,
             image_embed_model=model,
         )
+        if not isinstance(reloaded, MultiModalVectorStoreIndex):
+            raise TypeError(f"expected a MultiModalVectorStoreIndex, got {type(reloaded)}")
         again = reloaded.as_retriever(image_similarity_top_k=1).image_to_image_retrieve(
             str(query_image)
         )
