@@ -410,3 +410,44 @@ def test_client_sends_a_clip_as_one_multi_images_content(video: Path) -> None:
     assert all(len(contents) == 1 and len(contents[0]["multi_images"]) == 8 for contents in sent)
     colours = sorted(near(pixel(jpegs(contents[0])[0]), BLUE) for contents in sent)
     assert colours == [False, False, True]
+
+
+def test_a_seek_that_overshoots_falls_back_to_reading_from_the_start(
+    video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tongyi_vision import _clips
+
+    original = _clips._Opened.frames
+    seeks: list[float | None] = []
+
+    def overshooting(self: Any, seek_to: float | None) -> Any:
+        seeks.append(seek_to)
+        frames = original(self, seek_to)
+        if seek_to is None:
+            return frames
+        # Like a file without an index: the seek lands well past where it was asked to.
+        return (f for f in frames if f.time > seek_to + 8.0)
+
+    monkeypatch.setattr(_clips._Opened, "frames", overshooting)
+    frames = sample_frames(video, start=10.0, end=12.0, count=4)
+    assert [round(f.time, 1) for f in frames] == [10.2, 10.8, 11.2, 11.8]
+    assert seeks[0] is not None and seeks[-1] is None
+
+
+def test_a_truncated_file_is_not_read_again_from_the_start(
+    tmp_path: Path, media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tongyi_vision import _clips
+
+    cut = truncated(sample(media, "whole-again.mkv"), tmp_path / "cut.mkv", fraction=0.3)
+    opened: list[object] = []
+    original = _clips._Opened.__init__
+
+    def counting(self: Any, *args: Any) -> None:
+        opened.append(self)
+        original(self, *args)
+
+    monkeypatch.setattr(_clips._Opened, "__init__", counting)
+    with pytest.raises(CorruptMediaError):
+        sample_frames(cut, start=20.0, end=25.0)
+    assert len(opened) == 1

@@ -18,7 +18,7 @@ import io
 import math
 import os
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,33 +324,55 @@ def sample_frames(
         # Ranges are half-open like clips, [start, end): a frame shown from ``end`` on belongs
         # to the next clip, except at the end of the video.
         bound = last + tolerance if last >= duration else last - 1e-6
-        picked = _pick_frames(opened, sample_times(first, last, count), first, bound, tolerance)
-        if not picked:
-            raise CorruptMediaError(
-                f"no frame between {format_seconds(first)} s and {format_seconds(last)} s "
-                "could be decoded; the file is corrupt or truncated",
-                part=description,
-            )
-        return [_encode_frame(time, frame, max_side, max_bytes) for time, frame in picked]
+        targets = sample_times(first, last, count)
+
+        def convert(time: float, frame: Any) -> SampledFrame:
+            return _encode_frame(time, frame, max_side, max_bytes)
+
+        picked, overshot = _pick_frames(
+            opened, targets, first, bound, tolerance, convert, seek=True
+        )
+    if not picked and overshot:
+        # A seek that lands past the range (files without an index, broken timestamps): read
+        # from the start instead. A stream that simply ends first (a truncated file) is not
+        # read again.
+        with _Opened(source, description) as opened:
+            picked, _ = _pick_frames(opened, targets, first, bound, tolerance, convert, seek=False)
+    if not picked:
+        raise CorruptMediaError(
+            f"no frame between {format_seconds(first)} s and {format_seconds(last)} s "
+            "could be decoded; the file is corrupt or truncated",
+            part=description,
+        )
+    return picked
 
 
 def _pick_frames(
-    opened: _Opened, targets: list[float], first: float, last: float, tolerance: float
-) -> list[tuple[float, Any]]:
+    opened: _Opened,
+    targets: list[float],
+    first: float,
+    last: float,
+    tolerance: float,
+    convert: Callable[[float, Any], SampledFrame],
+    *,
+    seek: bool,
+) -> tuple[list[SampledFrame], bool]:
     """The decoded frame nearest each target time, without repeats, within ``[first, last]``
-    (``last`` already includes any tolerance)."""
+    (``last`` already includes any tolerance), each converted as soon as it is chosen so
+    that no more than one decoded frame is held at a time; and whether a frame past the
+    range was met before any was picked (a seek that overshot)."""
     fps = opened.fps()
-    picked: list[tuple[float, Any]] = []
+    picked: list[SampledFrame] = []
     frames: Iterator[Any] | None = None
     current: tuple[float, Any] | None = None
     position = 0
     exhausted = False
     for target in targets:
         behind = current[0] if current is not None else 0.0
-        if frames is None or target - behind > _SEEK_GAP_SECONDS:
-            seek = target if target > _SEEK_GAP_SECONDS else None
-            if frames is None or seek is not None:
-                frames = opened.frames(seek)
+        if frames is None or (seek and target - behind > _SEEK_GAP_SECONDS):
+            start_at = target if seek and target > _SEEK_GAP_SECONDS else None
+            if frames is None or start_at is not None:
+                frames = opened.frames(start_at)
                 current = None
                 exhausted = False
         while not exhausted and (current is None or current[0] < target - tolerance):
@@ -364,16 +386,15 @@ def _pick_frames(
             break
         time, frame = current
         if time > last:
-            break
+            return picked, not picked
         if time < first - tolerance:
-            if exhausted:
-                break
-            continue
-        if not picked or picked[-1][0] != time:
-            picked.append((max(time, 0.0), frame))
+            # Only possible once the stream has ended before the range.
+            break
+        if not picked or picked[-1].time != max(time, 0.0):
+            picked.append(convert(max(time, 0.0), frame))
         if exhausted:
             break
-    return picked
+    return picked, False
 
 
 def _encode_frame(time: float, frame: Any, max_side: int, max_bytes: int) -> SampledFrame:
