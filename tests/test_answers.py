@@ -252,3 +252,22 @@ def test_usage_adds_up():
     assert total == Usage(
         prompt_tokens=3, requests=1, retries=3, cost_usd=0.5, modality_estimated=True
     )
+
+
+def test_native_newer_shape_without_input_tokens_adds_the_details():
+    usage = native_usage(
+        NativeUsage.model_validate(
+            {"input_tokens_details": {"text_tokens": 5, "image_tokens": 100}, "total_tokens": 105}
+        ),
+        text_tokens=5,
+        has_media=True,
+    )
+    assert (usage.prompt_tokens, usage.text_tokens, usage.media_tokens) == (105, 5, 100)
+
+
+def test_openai_usage_with_only_a_total():
+    content = openai_answer([{"index": 0, "embedding": [1.0]}], usage={"total_tokens": 12})
+    answer = parse_answer(
+        "openai", content, count=1, dimension=1, text_tokens=4, has_media=False, request_id=None
+    )
+    assert (answer.usage.prompt_tokens, answer.usage.text_tokens) == (12, 12)

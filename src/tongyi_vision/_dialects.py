@@ -69,8 +69,9 @@ def parse_answer(
         if dialect == "openai":
             parsed = OpenAIResponse.model_validate_json(content)
             items = [(d.index, d.embedding) for d in parsed.data]
-            prompt = parsed.usage.prompt_tokens if parsed.usage else 0
             total = parsed.usage.total_tokens if parsed.usage else 0
+            # embeddings have no output tokens: a missing prompt count is the total
+            prompt = (parsed.usage.prompt_tokens if parsed.usage else 0) or total
             usage = _split_usage(prompt, max(total, prompt), text_tokens, has_media)
         else:
             native = NativeResponse.model_validate_json(content)
@@ -140,14 +141,19 @@ def native_usage(usage: NativeUsage | None, text_tokens: int, has_media: bool) -
     seconds = usage.duration or 0.0
     details = usage.input_tokens_details
     if details is not None:
-        prompt = input_tokens
+        # input_tokens holds text and images together; without it, the details add up
+        prompt = (
+            usage.input_tokens
+            if usage.input_tokens is not None
+            else (details.text_tokens or 0) + (details.image_tokens or 0)
+        )
         text = (
             details.text_tokens
             if details.text_tokens is not None
             else prompt - (details.image_tokens or 0)
         )
-        media = prompt - text
-        base = Usage(prompt_tokens=prompt, text_tokens=text, media_tokens=media)
+        text = min(max(text, 0), prompt)
+        base = Usage(prompt_tokens=prompt, text_tokens=text, media_tokens=prompt - text)
     elif usage.image_tokens is not None:
         prompt = input_tokens + usage.image_tokens
         base = Usage(
