@@ -35,7 +35,7 @@ from _common import (
     one_mb_image,
 )
 
-CHUNK = 64  # documents embedded per call in the streaming scenarios (16 with --quick)
+CHUNK = 64  # documents embedded per call in the streaming scenarios (8 with --quick)
 SCENARIOS = {
     "langchain": "TongyiImageLoader.lazy_load -> TongyiVisionEmbeddings.embed_documents, "
     "{chunk} at a time",
@@ -157,8 +157,8 @@ def run_child(name: str, folder: Path, url: str, chunk: int) -> dict[str, Any]:
 
 
 def run(quick: bool) -> Result:
-    sizes = (20, 60) if quick else (250, 1000)
-    chunk = 16 if quick else CHUNK
+    sizes = (8, 24) if quick else (250, 1000)
+    chunk = 8 if quick else CHUNK
     root = Path(tempfile.mkdtemp(prefix="tongyi-bench-memory-"))
     results: dict[tuple[str, int], dict[str, Any]] = {}
     try:
@@ -210,10 +210,11 @@ def run(quick: bool) -> Result:
             if name == "naive":
                 rows_note = "(for comparison, no target)"
                 targets.append(Target(f"{description} {rows_note}", None, verdict))
+            elif quick:
+                verdict += "; a quick run's folders are too small to judge"
+                targets.append(Target(f"{description}: flat in the folder size", None, verdict))
             else:
-                targets.append(
-                    Target(f"{description}: flat in the folder size", flat, verdict),
-                )
+                targets.append(Target(f"{description}: flat in the folder size", flat, verdict))
     table = Table(
         [
             "scenario",

@@ -71,6 +71,8 @@ def run_theirs(script: str, quick: bool) -> str | None:
         ).stdout
         if "--quick" in usage:
             command.append("--quick")
+        elif "--seconds" in usage:
+            command += ["--seconds", "2"]
     print(f"\n$ {' '.join(command[1:])}", flush=True)
     try:
         done = subprocess.run(
@@ -103,9 +105,9 @@ def section(text: str, name: str, heading: str | None = None) -> str | None:
     return None
 
 
-def fresh_section(stdout: str | None, heading: str) -> str | None:
-    """The markdown section a script printed in this run (from its ``## heading`` on), so the
-    page holds this run's figures; otherwise its output verbatim when it printed anything."""
+def fresh_section(stdout: str | None, script: str, heading: str) -> str | None:
+    """The markdown a script printed in this run, so the page holds this run's figures: from
+    its ``## heading`` on, or all of it under that heading when it printed none."""
     if not stdout or not stdout.strip():
         return None
     found = re.search(rf"^## {re.escape(heading)}\s*$", stdout, re.M)
@@ -113,7 +115,8 @@ def fresh_section(stdout: str | None, heading: str) -> str | None:
         return stdout[found.start() :].strip()
     if stdout.startswith("("):  # failed or timed out: say so, with its output
         return f"## {heading}\n\n```\n{stdout.strip()}\n```"
-    return None
+    command = f"python benchmarks/{script}"
+    return f"## {heading}\n\n```\n{command}\n```\n\n{stdout.strip()}"
 
 
 def marked(name: str, owner: str, body: str) -> str:
@@ -175,7 +178,9 @@ def render(results: list[Result], theirs: dict[str, str | None], previous: str, 
             out += [""] + [f"- {note}" for note in result.notes]
         out += ["", f"_{result.seconds:.0f} s._"]
     for script, name, heading in THEIRS:
-        body = fresh_section(theirs.get(script), heading) or section(previous, name, heading)
+        body = fresh_section(theirs.get(script), script, heading) or section(
+            previous, name, heading
+        )
         if body is None:
             body = f"## {heading}\n\n`benchmarks/{script}` is not there yet."
         out += ["", marked(name, f"benchmarks/{script}", body)]

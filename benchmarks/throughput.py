@@ -356,8 +356,8 @@ class Bench:
 
 
 def run(quick: bool) -> Result:
-    n_texts, n_images = (200, 40) if quick else (2000, 400)
-    repeats = 1 if quick else 5
+    n_texts, n_images = (200, 16) if quick else (2000, 400)
+    repeats = 1 if quick else 4
     texts = make_texts(n_texts, tag="throughput")
     images = small_images(n_images)
     needed = {
