@@ -229,3 +229,24 @@ def test_rpm_window(start_emulator: Callable[..., RunningEmulator]) -> None:
     assert statuses == [200, 200, 200, 429]
     assert response.json()["code"] == "Throttling.RateQuota"
     assert 0 < int(response.headers["retry-after"]) <= 60
+
+
+def test_rps_window(start_emulator: Callable[..., RunningEmulator]) -> None:
+    import httpx
+
+    server = start_emulator("--rps", "0.2")  # one request per 5 seconds
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    body = {"model": "tongyi-embedding-vision-flash", "input": "x"}
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=10) as http:
+        first = http.post("/v1/embeddings", json=body)
+        second = http.post("/v1/embeddings", json=body)
+    assert (first.status_code, second.status_code) == (200, 429)
+    assert float(second.headers["retry-after-ms"]) > 0
+
+
+def test_slow_answer_is_timeout(client_factory: Callable[..., Client]) -> None:
+    from tongyi_vision import APITimeoutError
+
+    client = client_factory(timeout=0.2, max_retries=0, default_headers=fault("latency=2"))
+    with pytest.raises(APITimeoutError):
+        client.embed(["slow"])

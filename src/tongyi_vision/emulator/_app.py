@@ -183,7 +183,9 @@ class Emulator:
             )
         body = await self._body(request)
         work: Callable[[], _Answer] = lambda: self._answer(body, dialect, request_id)  # noqa: E731
-        answer = await run_in_threadpool(work) if len(body) > _INLINE_BODY_BYTES else work()
+        # Decoding images and reading mapped files would stall every other request: off the loop.
+        offload = len(body) > _INLINE_BODY_BYTES or (self.config.media_roots and b"http" in body)
+        answer = await run_in_threadpool(work) if offload else work()
         headers = {"x-request-id": request_id}
         if fault and fault.breaks_answer:
             self.load.stats.damaged += 1
