@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import email.utils
-import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -16,6 +16,7 @@ from tongyi_vision import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    _scheduler,
 )
 from tongyi_vision._scheduler import RetryPolicy, parse_retry_after
 
@@ -82,13 +83,13 @@ def test_429_then_success_honours_retry_after(make_client):
     assert len(service.seen) == 2
 
 
-def test_retry_after_as_an_http_date(make_client):
-    service = FakeService(script={1: lambda seen: throttled(http_date(time.time() + 30))})
+def test_retry_after_as_an_http_date(make_client, monkeypatch):
+    # the scheduler's clock stands still at NOW, so the wait is exact
+    monkeypatch.setattr(_scheduler, "time", SimpleNamespace(time=lambda: NOW))
+    service = FakeService(script={1: lambda seen: throttled(http_date(NOW + 30))})
     client = make_client(service)
     client.embed(["a"])
-    (delay,) = client._sleep.delays
-    # the date has one-second resolution and a little time passes before it is read
-    assert 27.0 <= delay <= 30.0
+    assert client._sleep.delays == [30.0]
 
 
 def test_retry_after_is_capped(make_client):
