@@ -10,7 +10,7 @@ import math
 import struct
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -112,6 +112,7 @@ class _Answer:
     payload: dict[str, Any]
     parts: int
     tokens: int
+    body: bytes = b""
 
 
 class Emulator:
@@ -194,7 +195,7 @@ class Emulator:
         stats.succeeded += 1
         stats.billed_parts += answer.parts
         stats.billed_tokens += answer.tokens
-        return Response(_dumps(answer.payload), media_type="application/json", headers=headers)
+        return Response(answer.body, media_type="application/json", headers=headers)
 
     def _authenticate(self, request: Request) -> None:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -234,8 +235,11 @@ class Emulator:
 
     def _answer(self, body: bytes, dialect: str, request_id: str) -> _Answer:
         if dialect == "openai":
-            return self._openai_answer(body)
-        return self._native_answer(body, request_id)
+            answer = self._openai_answer(body)
+        else:
+            answer = self._native_answer(body, request_id)
+        # Serialised here, so a large answer is encoded on the worker thread too.
+        return replace(answer, body=_dumps(answer.payload))
 
     def _openai_answer(self, body: bytes) -> _Answer:
         try:

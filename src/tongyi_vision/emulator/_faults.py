@@ -52,11 +52,10 @@ class Fault:
 def parse_fault_header(value: str) -> Fault:
     """Parse ``X-Emulator-Fault``: directives separated by ``;`` (or ``,``).
 
-    >>> parse_fault_header("status=429;retry_after=0.5;times=2")
-    Fault(status=429, ..., retry_after=0.5, ..., times=2)
-
-    An ``id=...`` directive is ignored; it makes header values distinct so
-    ``times`` counts separately. Raises ``ValueError`` for anything else.
+    ``"status=429;retry_after=0.5;times=2"`` throttles the first two requests
+    carrying it, suggesting half a second's wait. An ``id=...`` directive is
+    ignored: it makes header values distinct, so ``times`` counts separately.
+    Raises ``ValueError`` for anything else.
     """
     fault = Fault()
     for raw in value.replace(",", ";").split(";"):
