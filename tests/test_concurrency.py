@@ -209,3 +209,41 @@ async def test_concurrent_calls_on_one_async_client_share_max_concurrency(make_a
     assert second.vectors == [text_vector(f"b{i}") for i in range(6)]
     assert counter.peak == 3
     assert client._limit.in_flight == 0
+
+
+class HandlerBug(Exception):
+    """Stands for a bug below the client: it must surface as it is, not hang the call."""
+
+
+def test_an_unexpected_exception_in_a_worker_surfaces_and_frees_the_slots(make_client):
+    service = FakeService()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen = service(request)
+        if len(service.seen) == 3:
+            raise HandlerBug("boom")
+        return seen
+
+    client = make_client(handler, max_concurrency=4, max_parts_per_request=1)
+    with pytest.raises(HandlerBug):
+        client.embed([f"t{i}" for i in range(20)])
+    assert client._limit.in_flight == 0
+    # the client still works afterwards
+    assert client.embed(["after"]).vectors == [text_vector("after")]
+
+
+async def test_an_unexpected_exception_in_an_async_worker_surfaces(make_async_client):
+    service = FakeService()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        response = service(request)
+        if len(service.seen) == 3:
+            raise HandlerBug("boom")
+        await asyncio.sleep(0)
+        return response
+
+    client = make_async_client(handler, max_concurrency=4, max_parts_per_request=1)
+    with pytest.raises(HandlerBug):
+        await client.embed([f"t{i}" for i in range(20)])
+    assert client._limit.in_flight == 0
+    assert (await client.embed(["after"])).vectors == [text_vector("after")]
