@@ -247,3 +247,22 @@ async def test_an_unexpected_exception_in_an_async_worker_surfaces(make_async_cl
         await client.embed([f"t{i}" for i in range(20)])
     assert client._limit.in_flight == 0
     assert (await client.embed(["after"])).vectors == [text_vector("after")]
+
+
+async def test_cancelling_an_async_call_frees_its_slots(make_async_client):
+    entered = asyncio.Event()
+    never = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    client = make_async_client(handler, max_concurrency=3, max_parts_per_request=1)
+    task = asyncio.ensure_future(client.embed(["a", "b", "c", "d"]))
+    await entered.wait()
+    assert client._limit.in_flight > 0
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client._limit.in_flight == 0
