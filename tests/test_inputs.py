@@ -410,3 +410,14 @@ def test_a_file_that_vanishes_during_the_call_is_named(make_client, tmp_path):
     # what was sent before the file vanished is kept
     assert error.partial.vectors[0] is not None
     assert error.partial.vectors[1] is None
+
+
+def test_shorthands_name_the_refused_item(make_client, service):
+    client = make_client(service)
+    with pytest.raises(InputError) as caught:
+        client.embed_images(["https://example.com/a.png", 3.5])  # type: ignore[list-item]
+    assert caught.value.part_index == 1
+    with pytest.raises(InputError) as caught_video:
+        client.embed_videos(["https://example.com/v.mp4", 7])  # type: ignore[list-item]
+    assert caught_video.value.part_index == 1
+    assert service.seen == []

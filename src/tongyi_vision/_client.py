@@ -257,10 +257,21 @@ class _BaseClient:
         return list(items)
 
     def _images(self, images: Iterable[Image | ImageSource]) -> list[Part]:
-        return [self._image(i) for i in images]
+        return _wrap(images, self._image)
 
     def _videos(self, videos: Iterable[Video | str]) -> list[Part]:
-        return [v if isinstance(v, Video) else Video(v) for v in videos]
+        return _wrap(videos, lambda v: v if isinstance(v, Video) else Video(v))
+
+
+def _wrap(items: Iterable[Any], make: Callable[[Any], Part]) -> list[Part]:
+    """Turn each item into a part; a refused one is named by its position."""
+    parts = []
+    for index, item in enumerate(items):
+        try:
+            parts.append(make(item))
+        except InputError as exc:
+            raise exc.at(index) from exc.__cause__
+    return parts
 
 
 class Client(_BaseClient):
