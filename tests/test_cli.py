@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -358,6 +359,14 @@ def test_split_text_cuts_words_and_unspaced_runs() -> None:
     assert "".join(pieces) == cjk
     assert all(estimate_text_tokens(p) <= 1024 for p in pieces)
     assert len(pieces) == 3
+    # One paragraph of many words: cut between words, each chunk filled close to the limit.
+    words = [f"w{i}" for i in range(6000)]
+    chunks = split_text(" ".join(words), max_tokens=100)
+    assert " ".join(chunks).split() == words
+    assert all(estimate_text_tokens(c) <= 100 for c in chunks)
+    assert all(
+        estimate_text_tokens(f"{c} {n.split()[0]}") > 100 for c, n in itertools.pairwise(chunks)
+    )
 
 
 def test_a_torn_last_line_is_cut_and_the_item_sent_again(

@@ -303,23 +303,33 @@ def split_text(text: str, max_tokens: int = MAX_TEXT_TOKENS) -> list[str]:
 
 
 def _split_words(paragraph: str, max_tokens: int) -> Iterator[str]:
-    current = ""
-    for word in paragraph.split():
-        joined = f"{current} {word}" if current else word
-        if estimate_text_tokens(joined) <= max_tokens:
-            current = joined
-            continue
-        if current:
-            yield current
-        current = ""
-        while estimate_text_tokens(word) > max_tokens:
-            # A run without spaces (CJK text, a long token): cut by characters.
-            cut = _longest_prefix(word, max_tokens)
-            yield word[:cut]
-            word = word[cut:]
-        current = word
-    if current:
-        yield current
+    words = paragraph.split()
+    start = 0
+    while start < len(words):
+        word = words[start]
+        if estimate_text_tokens(word) > max_tokens:
+            # A run without spaces (CJK text, a long token): cut it by characters.
+            while estimate_text_tokens(word) > max_tokens:
+                cut = _longest_prefix(word, max_tokens)
+                yield word[:cut]
+                word = word[cut:]
+            words[start] = word
+        # The most words from `start` that fit, found by doubling then halving the count,
+        # so that a long paragraph costs a few estimates per chunk, not one per word.
+        fits, step = 1, 1
+        while start + fits + step <= len(words) and _fits(words, start, fits + step, max_tokens):
+            fits += step
+            step *= 2
+        while step > 1:
+            step //= 2
+            if start + fits + step <= len(words) and _fits(words, start, fits + step, max_tokens):
+                fits += step
+        yield " ".join(words[start : start + fits])
+        start += fits
+
+
+def _fits(words: list[str], start: int, count: int, max_tokens: int) -> bool:
+    return estimate_text_tokens(" ".join(words[start : start + count])) <= max_tokens
 
 
 def _longest_prefix(word: str, max_tokens: int) -> int:
