@@ -125,3 +125,13 @@ def test_vectors_are_plain_python_floats(make_client):
     client = make_client(service)
     (vector,) = client.embed(["a"]).vectors
     assert all(type(x) is float for x in vector)
+
+
+async def test_an_async_progress_callback_is_refused_before_sending(make_async_client, service):
+    async def report(event: ProgressEvent) -> None:
+        raise AssertionError("never called")
+
+    client = make_async_client(service)
+    with pytest.raises(TypeError, match="plain function"):
+        await client.embed(["a"], progress=report)  # type: ignore[arg-type]
+    assert service.seen == []

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 import weakref
@@ -205,6 +206,13 @@ class _BaseClient:
         self, progress: ProgressCallback | None, total: int
     ) -> tuple[ProgressCallback | None, Callable[[], None]]:
         callbacks = [c for c in (progress, self.progress) if c is not None]
+        for callback in callbacks:
+            if inspect.iscoroutinefunction(callback):
+                # it would be called from worker code that cannot await it, and do nothing
+                raise TypeError(
+                    "progress must be a plain function (called from the client's workers), "
+                    "not an async one"
+                )
         close: Callable[[], None] = lambda: None  # noqa: E731
         if self.show_progress:
             try:
