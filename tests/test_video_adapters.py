@@ -375,3 +375,18 @@ def test_unsupported_file_named_explicitly_is_reported(tmp_path: Path) -> None:
     notes.write_text("hello")
     with pytest.raises(UnsupportedMediaError):
         TongyiVideoReader(RecordingEmbedder(), on_error="raise").load_data(notes)
+
+
+def test_reader_does_not_pay_twice_for_clips_finished_before_a_bad_one(
+    tmp_path: Path, http: httpx.Client, service: FakeService
+) -> None:
+    from tongyi_vision.llama_index._video import SkippedVideoWarning, TongyiVideoReader
+
+    cut = truncated(sample(tmp_path, "whole.mkv"), tmp_path / "cut.mkv", fraction=0.3)
+    with Client(api_key=KEY, http_client=http, max_concurrency=1) as client:
+        reader = TongyiVideoReader(client)
+        with pytest.warns(SkippedVideoWarning):
+            documents = reader.load_data(cut)
+    assert [d.metadata["start_seconds"] for d in documents] == [0.0]
+    red_groups = [f for f in service.frames_sent() if all(near(pixel(j), RED) for j in f)]
+    assert len(red_groups) == 1

@@ -209,7 +209,14 @@ class TongyiVideoReader(BaseReader):
             if len(clips) == 1:
                 self._report(clips[0].uri, exc)
                 return [None]
-        return [self._embed_one(clip) for clip in clips]
+            # The core's error carries what the call finished: those clips are not paid twice.
+            partial = getattr(exc, "partial", None)
+            done: list[list[float] | None] = [None] * len(clips)
+            if partial is not None and len(partial.vectors) == len(clips):
+                done = list(partial.vectors)
+        return [
+            v if v is not None else self._embed_one(c) for c, v in zip(clips, done, strict=True)
+        ]
 
     def _embed_one(self, clip: VideoClip) -> list[float] | None:
         try:
