@@ -17,7 +17,7 @@ from llama_index.core.callbacks import CallbackManager, LlamaDebugHandler
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 
-from tongyi_vision import BadRequestError, ConfigurationError, InputError
+from tongyi_vision import BadRequestError, ConfigurationError, InputError, file_uri
 from tongyi_vision.llama_index import TongyiVisionEmbedding
 
 MakeEmbedding = Callable[..., TongyiVisionEmbedding]
@@ -136,6 +136,23 @@ def test_an_image_node_pointing_at_a_video_is_embedded_as_video(
 
     (content,) = service.contents
     assert list(content) == ["multi_images"]  # frames sampled from the video: one vector
+
+
+def test_a_file_uri_with_a_time_range_is_embedded_as_that_clip(
+    make_embedding: MakeEmbedding, service: FakeService, tmp_path: Path
+) -> None:
+    pytest.importorskip("av")
+    from tongyi_vision._sample_video import generate_sample_video
+
+    video = generate_sample_video(tmp_path / "two.mp4", seconds=4.0, segment_seconds=2.0)
+    embedding = make_embedding()
+    uri = file_uri(str(video))
+
+    first, second = embedding.get_image_embedding_batch([f"{uri}#t=0,2", f"{uri}#t=2,4"])
+
+    assert [list(c) for c in service.contents] == [["multi_images"], ["multi_images"]]
+    assert service.contents[0] != service.contents[1]  # frames from different moments
+    assert first != second
 
 
 def test_dashscope_dialect_reads_its_key_and_sends_the_dimension(
