@@ -143,7 +143,17 @@ def test_loader_writes_a_thumbnail_per_clip(library: Path, tmp_path: Path) -> No
         library / "sample.mp4", thumbnails_dir=tmp_path / "thumbs", thumbnail_size=160
     ).load()
     paths = [Path(d.metadata["thumbnail_path"]) for d in documents]
-    assert [p.name for p in paths] == ["sample.0-10.jpg", "sample.10-20.jpg", "sample.20-25.jpg"]
+    assert [p.name.split(".", 2)[::2] for p in paths] == [
+        ["sample", "0-10.jpg"],
+        ["sample", "10-20.jpg"],
+        ["sample", "20-25.jpg"],
+    ]
+    # Another video of the same name, elsewhere, keeps its own thumbnails.
+    (tmp_path / "other").mkdir()
+    other = sample(tmp_path / "other", "sample.mp4", seconds=4.0)
+    (clip,) = TongyiVideoLoader(other, thumbnails_dir=tmp_path / "thumbs").load()
+    assert clip.metadata["thumbnail_path"] not in {str(p) for p in paths}
+    assert all(p.exists() for p in paths)
     assert near(pixel(paths[0].read_bytes()), RED)
     assert near(pixel(paths[2].read_bytes()), BLUE)
     with PILImage.open(paths[1]) as image:

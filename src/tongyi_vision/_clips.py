@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob as globlib
+import hashlib
 import io
 import math
 import os
@@ -500,11 +501,16 @@ class VideoClip:
         return frame[0].jpeg
 
     def save_thumbnail(self, directory: str | os.PathLike[str], *, max_side: int = 512) -> Path:
-        """Write :meth:`thumbnail` into ``directory`` as ``<video>.<start>-<end>.jpg``."""
+        """Write :meth:`thumbnail` into ``directory`` as ``<video>.<tag>.<start>-<end>.jpg``.
+
+        ``tag`` is a short hash of the video's full path, so two ``talk.mp4`` files in
+        different folders do not overwrite each other's thumbnails.
+        """
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
+        tag = hashlib.sha256(str(Path(self.source).resolve()).encode()).hexdigest()[:8]
         name = (
-            f"{Path(self.source).stem}.{format_seconds(self.start_seconds)}-"
+            f"{Path(self.source).stem}.{tag}.{format_seconds(self.start_seconds)}-"
             f"{format_seconds(self.end_seconds)}.jpg"
         )
         target = folder / name
