@@ -1,8 +1,8 @@
 """Requests per second the emulator answers, measured from a separate load-generator process.
 
 Starts ``python -m tongyi_vision.emulator`` on 127.0.0.1, then drives it from this
-process with an httpx.AsyncClient over loopback, for a bounded time and number
-of requests per scenario:
+process with a minimal keep-alive HTTP/1.1 client over loopback (after checking
+one answer with httpx), for a bounded time and number of requests per scenario:
 
 - ``text``: openai dialect, one short text per request;
 - ``images``: native dialect, eight JPEG data URIs per request (1024x768 photos
@@ -134,36 +134,88 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class RawConnection:
+    """A minimal keep-alive HTTP/1.1 client over one socket: pre-built requests, status and
+    body length read, nothing else. It costs the load generator a fraction of what a full
+    client does, so the server, not the generator, sets the pace."""
+
+    def __init__(self, url: str) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, request: bytes) -> int:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(request)
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+def raw_request(path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 async def drive(
     url: str, path: str, bodies: list[bytes], concurrency: int, seconds: float, limit: int
 ) -> tuple[int, int, float, list[float]]:
     latencies: list[float] = []
     errors = 0
     sent = 0
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as http:
-        # Warm up: open the connections and let the server's caches settle.
-        await asyncio.gather(*(http.post(path, content=bodies[0]) for _ in range(concurrency)))
-        start = time.perf_counter()
-        deadline = start + seconds
+    requests = [raw_request(path, body) for body in bodies]
+    connections = [RawConnection(url) for _ in range(concurrency)]
+    # Warm up: open the connections and let the server's caches settle.
+    await asyncio.gather(*(c.post(requests[0]) for c in connections))
+    start = time.perf_counter()
+    deadline = start + seconds
 
-        async def worker(offset: int) -> None:
-            nonlocal errors, sent
-            position = offset
-            while time.perf_counter() < deadline and sent < limit:
-                sent += 1
-                body = bodies[position % len(bodies)]
-                position += concurrency
-                began = time.perf_counter()
-                response = await http.post(path, content=body)
-                latencies.append(time.perf_counter() - began)
-                if response.status_code != 200:
-                    errors += 1
+    async def worker(offset: int) -> None:
+        nonlocal errors, sent
+        connection = connections[offset]
+        position = offset
+        while time.perf_counter() < deadline and sent < limit:
+            sent += 1
+            request = requests[position % len(requests)]
+            position += concurrency
+            began = time.perf_counter()
+            status = await connection.post(request)
+            latencies.append(time.perf_counter() - began)
+            if status != 200:
+                errors += 1
 
+    try:
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    return len(latencies), errors, elapsed, latencies
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
+    return len(latencies), errors, time.perf_counter() - start, latencies
+
+
+def check_answers(url: str, path: str, body: bytes) -> None:
+    """One request through httpx first: the timed requests must get real, complete answers."""
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    response = httpx.post(url + path, content=body, headers=headers, timeout=60)
+    response.raise_for_status()
+    answer = response.json()
+    items = answer["data"] if "data" in answer else answer["output"]["embeddings"]
+    if not items or any(len(item["embedding"]) != 768 for item in items):
+        raise SystemExit(f"unexpected answer from the emulator: {response.text[:200]}")
 
 
 def start_emulator() -> tuple[subprocess.Popen[str], str]:
@@ -199,6 +251,7 @@ def measure(args: argparse.Namespace) -> list[Outcome]:
         for name in chosen:
             path, make, concurrency = scenarios[name]
             bodies = make()
+            check_answers(url, path, bodies[0])
             cpu_before = _cpu_seconds(process.pid)
             count, errors, elapsed, latencies = asyncio.run(
                 drive(url, path, bodies, concurrency, args.seconds, args.max_requests)
@@ -228,8 +281,9 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, command: str) -> s
         f"- {now}; {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}; load average at the end: {load:.1f}",
         "- the emulator runs as its own process (`python -m tongyi_vision.emulator`, one "
-        "event loop); the load generator is this script's process, an httpx.AsyncClient over "
-        f"127.0.0.1 with keep-alive; {args.seconds:g} s per scenario after a warm-up, at most "
+        "event loop); the load generator is this script's process: asyncio with a minimal "
+        "keep-alive HTTP/1.1 client per connection over 127.0.0.1 (answers checked with httpx "
+        f"first); {args.seconds:g} s per scenario after a warm-up, at most "
         f"{args.max_requests:,} requests",
         "- text: openai dialect, one text of 4-16 words per request; images: native dialect, "
         f"8 JPEG data URIs of {args.image_size} per request",
