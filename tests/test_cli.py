@@ -257,6 +257,27 @@ def test_api_errors_exit_4_with_a_remedy(
     assert remedy in lines[0]
 
 
+def test_an_index_that_cannot_be_written_exits_3(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    code, _, err = run(capsys, "embed", samples, "--out", folder)
+    assert code == 3
+    assert err.count("\n") == 1 and "taken" in err
+    assert fake.requests == 0
+
+
+def test_other_failures_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    from tongyi_vision import TongyiVisionError
+
+    def broken(args: argparse.Namespace) -> int:
+        raise TongyiVisionError("something else\nwent wrong")
+
+    assert cli.run_handler(broken, argparse.Namespace()) == 1
+    assert capsys.readouterr().err == "error: something else went wrong\n"
+
+
 def test_keyboard_interrupt_exits_130(capsys: pytest.CaptureFixture[str]) -> None:
     def interrupted(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt

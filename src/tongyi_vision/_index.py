@@ -55,6 +55,7 @@ from ._limits import (
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._clips import VideoClip
     from ._parts import Part
     from ._types import ProgressEvent
 
@@ -209,9 +210,14 @@ class IndexWriter:
 
     def __init__(self, path: Path, header: Header, *, new: bool) -> None:
         self.path = path
-        if not new:
-            _cut_torn_tail(path)
-        self._handle = path.open("ab")
+        try:
+            if not new:
+                _cut_torn_tail(path)
+            self._handle = path.open("ab")
+        except OSError as exc:
+            raise InputError(
+                f"cannot be written ({exc.strerror or exc}); choose another --out", part=str(path)
+            ) from exc
         if new:
             self._write([header.record()])
 
@@ -494,16 +500,13 @@ def _video_items(
     return items
 
 
-def _clips(path: Path, clip_seconds: float | None) -> list[Any] | None:
-    """The clips of a local video, or ``None`` when video decoding is not available."""
-    try:
-        from . import _clips
-    except ImportError:
+def _clips(path: Path, clip_seconds: float | None) -> list[VideoClip] | None:
+    """The clips of a local video, or ``None`` when video decoding (the extra) is missing."""
+    from ._clips import DEFAULT_CLIP_SECONDS, iter_clips, video_decoding_available
+
+    if not video_decoding_available():
         return None
-    if not _clips.video_decoding_available():
-        return None
-    seconds = _clips.DEFAULT_CLIP_SECONDS if clip_seconds is None else clip_seconds
-    return list(_clips.iter_clips(path, seconds))
+    return list(iter_clips(path, DEFAULT_CLIP_SECONDS if clip_seconds is None else clip_seconds))
 
 
 def _text_items(path: Path, source: str) -> list[Item]:

@@ -1,9 +1,9 @@
 """The ``tongyi-vision`` command: ``demo``, ``embed``, ``search`` and ``serve``.
 
-Exit codes: 0 success, 2 usage error, 3 input error (a missing or unreadable
-file, a refused part, a bad index), 4 API error, 5 configuration error (no API
-key, a bad setting, a missing extra), 130 interrupted. Every error is one line
-on stderr that says what to do about it.
+Exit codes: 0 success, 1 any other failure, 2 usage error, 3 input error (a
+missing or unreadable file, a refused part, a bad index), 4 API error, 5
+configuration error (no API key, a bad setting, a missing extra), 130
+interrupted. Every error is one line on stderr that says what to do about it.
 
 Heavy modules (the emulator, LangChain, LlamaIndex, Pillow, PyAV, tqdm) are
 imported inside the command that needs them, so ``tongyi-vision --help`` is quick.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ._types import Usage
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_API = 4
@@ -34,7 +36,7 @@ EXIT_INTERRUPTED = 130
 
 EPILOG = """\
 exit codes: 0 ok, 2 usage error, 3 input error, 4 API error, 5 configuration error
-(no API key, missing extra), 130 interrupted.
+(no API key, missing extra), 130 interrupted, 1 anything else.
 environment: EMPIRIOLABS_API_KEY (openai dialect) or DASHSCOPE_API_KEY (dashscope dialect),
 TONGYI_VISION_BASE_URL, TONGYI_VISION_MODEL, TONGYI_VISION_DIALECT."""
 
@@ -214,11 +216,13 @@ def _remedy(exc: BaseException) -> str:
 
     message = str(exc)
     if isinstance(exc, ConfigurationError) and message.startswith("no API key"):
-        variable = "DASHSCOPE_API_KEY" if "DASHSCOPE" in message else "EMPIRIOLABS_API_KEY"
+        if "DASHSCOPE_API_KEY" in message:
+            where = "set DASHSCOPE_API_KEY (the dashscope dialect reads it)"
+        else:
+            where = "set EMPIRIOLABS_API_KEY (or DASHSCOPE_API_KEY with --dialect dashscope)"
         return (
-            f"no API key: set {variable} (or DASHSCOPE_API_KEY with --dialect dashscope); "
-            "to try it without a key, run `tongyi-vision demo` or point --base-url at "
-            "`tongyi-vision serve` with any key"
+            f"no API key: {where}; to try it without a key, run `tongyi-vision demo` or "
+            "point --base-url at `tongyi-vision serve` with any key"
         )
     if isinstance(exc, AuthenticationError):
         return f"{message}; check the API key (a key of one region is refused by the other)"
@@ -253,16 +257,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command, turning each kind of failure into its exit code and one stderr line."""
-    from ._exceptions import APIError, ConfigurationError, InputError, MissingDependencyError
+    from ._exceptions import (
+        APIError,
+        ConfigurationError,
+        InputError,
+        MissingDependencyError,
+        TongyiVisionError,
+    )
 
     try:
         return handler(args)
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to continue")
+        if getattr(args, "command", None) == "embed":
+            _fail(
+                "interrupted; the index keeps every finished chunk: run the same command to go on"
+            )
+        else:
+            _fail("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # `tongyi-vision search ... | head`: the reader left; nothing more to say.
-        sys.stderr.close()
+        # `tongyi-vision search ... | head`: the reader left. Point stdout at /dev/null so that
+        # the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except (ConfigurationError, MissingDependencyError) as exc:
         _fail(_remedy(exc))
@@ -273,6 +290,9 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except APIError as exc:
         _fail(_remedy(exc))
         return EXIT_API
+    except TongyiVisionError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
 
 
 # --- embed ---
@@ -409,7 +429,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         _print_embed_summary(out, run.embedded, run.already_done, failures, collected.ignored)
         _print_usage(client.usage)
     if run.stopped:
-        _fail("interrupted; the index holds everything finished: run the same command to continue")
+        _fail("interrupted; the index keeps every finished chunk: run the same command to go on")
         return EXIT_INTERRUPTED
     if failures:
         return EXIT_INPUT if _is_input_failure(failures[0]) else EXIT_API
