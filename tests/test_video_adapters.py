@@ -222,6 +222,10 @@ def test_clip_documents_embed_as_their_own_frames(library: Path, http: httpx.Cli
     # The blue clip's vector is the nearest to a blue vector.
     (found,) = store.similarity_search_by_vector(unit(BLUE) + [0.0] * (DIMENSION - 3), k=1)
     assert (found.metadata["start_seconds"], found.metadata["end_seconds"]) == (20.0, 25.0)
+    assert found.id == found.page_content
+    # Loading the video again updates its clips instead of adding copies.
+    store.add_documents(TongyiVideoLoader(library / "sample.mp4").load())
+    assert len(store.store) == 3
 
 
 def test_embed_video_takes_clip_uris(library: Path, http: httpx.Client) -> None:

@@ -99,7 +99,8 @@ class TongyiVideoParser(BaseBlobParser):
                     self.skip(exc)
                     continue
                 metadata["thumbnail_path"] = str(thumbnail)
-            yield Document(page_content=clip.uri, metadata=metadata)
+            # The clip URI as id: loading a folder again updates its clips in a store, not adds.
+            yield Document(id=clip.uri, page_content=clip.uri, metadata=metadata)
 
     def skip(self, error: TongyiVisionError) -> None:
         """Raise ``error``, warn about it, or say nothing, as ``on_error`` says."""
