@@ -13,6 +13,12 @@ from typing import Any
 
 import httpx
 
+from tongyi_vision import AsyncClient, Client
+
+# The fixtures of conftest.py: make_client(handler, **options) and its async twin.
+MakeClient = Callable[..., Client]
+MakeAsyncClient = Callable[..., AsyncClient]
+
 KEY = "sk-test-0123456789abcdef"
 CONFIG_VARS = (
     "EMPIRIOLABS_API_KEY",
@@ -149,6 +155,14 @@ class Sleeps:
 
     def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+
+
+def delays(client: Client | AsyncClient) -> list[float]:
+    """The waits a client of the fixtures asked for, in order."""
+    sleeps = client._sleep
+    if not isinstance(sleeps, Sleeps):
+        raise TypeError("the client was not made by make_client or make_async_client")
+    return sleeps.delays
 
 
 @dataclass

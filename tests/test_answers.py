@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _core_fakes import FakeService, Seen, text_vector, vector_for
+from _core_fakes import FakeService, MakeClient, Seen, text_vector, vector_for
 from tongyi_vision import APIResponseValidationError, Image, Usage
 from tongyi_vision._dialects import native_usage, parse_answer
 from tongyi_vision._wire import NativeUsage
@@ -18,7 +18,7 @@ def openai_answer(items: list[dict[str, Any]], usage: dict[str, Any] | None = No
     return json.dumps({"object": "list", "data": items, "usage": usage}).encode()
 
 
-def test_results_placed_by_index_not_array_order(make_client):
+def test_results_placed_by_index_not_array_order(make_client: MakeClient) -> None:
     def reversed_answer(seen: Seen) -> httpx.Response:
         data = [{"index": i, "embedding": vector_for(c)} for i, c in enumerate(seen.contents)][::-1]
         return httpx.Response(200, json={"data": data, "usage": None})
@@ -30,7 +30,7 @@ def test_results_placed_by_index_not_array_order(make_client):
     assert result.vectors == [text_vector(t) for t in texts]
 
 
-def test_native_results_placed_by_index():
+def test_native_results_placed_by_index() -> None:
     content = json.dumps(
         {
             "output": {
@@ -91,7 +91,7 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
-def test_malformed_answers_raise_after_retries(make_client, body):
+def test_malformed_answers_raise_after_retries(make_client: MakeClient, body: bytes) -> None:
     service = FakeService(fail=lambda seen: httpx.Response(200, content=body))
     client = make_client(service, max_retries=2)
     with pytest.raises(APIResponseValidationError) as caught:
@@ -102,7 +102,7 @@ def test_malformed_answers_raise_after_retries(make_client, body):
     assert caught.value.partial.vectors == [None, None]
 
 
-def test_malformed_answer_then_good_one_succeeds(make_client):
+def test_malformed_answer_then_good_one_succeeds(make_client: MakeClient) -> None:
     service = FakeService(
         script={1: lambda seen: httpx.Response(200, content=MALFORMED["missing vector"])}
     )
@@ -113,7 +113,9 @@ def test_malformed_answer_then_good_one_succeeds(make_client):
     assert result.usage.requests == 2
 
 
-def test_unknown_model_takes_the_size_of_the_first_vector_but_refuses_mixed_sizes(make_client):
+def test_unknown_model_takes_the_size_of_the_first_vector_but_refuses_mixed_sizes(
+    make_client: MakeClient,
+) -> None:
     mixed = openai_answer([{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0]}])
     service = FakeService(fail=lambda seen: httpx.Response(200, content=mixed))
     client = make_client(service, model="tongyi-embedding-vision-next", max_retries=0)
@@ -125,7 +127,7 @@ def test_unknown_model_takes_the_size_of_the_first_vector_but_refuses_mixed_size
 # --- usage ---------------------------------------------------------------------------
 
 
-def test_openai_usage_of_a_text_request_is_text(make_client):
+def test_openai_usage_of_a_text_request_is_text(make_client: MakeClient) -> None:
     service = FakeService()
     client = make_client(service)
     result = client.embed(["a", "b", "c"])
@@ -138,7 +140,7 @@ def test_openai_usage_of_a_text_request_is_text(make_client):
     assert not result.usage.modality_estimated
 
 
-def test_openai_usage_of_a_media_request_is_media(make_client):
+def test_openai_usage_of_a_media_request_is_media(make_client: MakeClient) -> None:
     service = FakeService()
     client = make_client(service)
     result = client.embed([Image("https://example.com/a.png"), Image("https://example.com/b.png")])
@@ -147,7 +149,7 @@ def test_openai_usage_of_a_media_request_is_media(make_client):
     assert result.usage.cost_usd == pytest.approx(20 * 0.03 / 1e6)
 
 
-def test_plus_prices_media_like_text(make_client):
+def test_plus_prices_media_like_text(make_client: MakeClient) -> None:
     service = FakeService(dimension=1152)
     client = make_client(service, model="tongyi-embedding-vision-plus")
     result = client.embed([Image("https://example.com/a.png"), "text"])
@@ -156,7 +158,7 @@ def test_plus_prices_media_like_text(make_client):
     assert result.usage.cost_usd == pytest.approx(20 * 0.09 / 1e6)
 
 
-def test_native_older_usage_shape():
+def test_native_older_usage_shape() -> None:
     usage = native_usage(
         NativeUsage(input_tokens=12, image_tokens=300, image_count=2, duration=4.5),
         text_tokens=12,
@@ -171,7 +173,7 @@ def test_native_older_usage_shape():
     assert not usage.modality_estimated
 
 
-def test_native_newer_usage_shape():
+def test_native_newer_usage_shape() -> None:
     usage = native_usage(
         NativeUsage.model_validate(
             {
@@ -188,7 +190,7 @@ def test_native_newer_usage_shape():
     assert (usage.text_tokens, usage.media_tokens) == (20, 300)
 
 
-def test_native_total_is_never_below_prompt():
+def test_native_total_is_never_below_prompt() -> None:
     usage = native_usage(
         NativeUsage(input_tokens=10, image_tokens=5, total_tokens=3), text_tokens=10, has_media=True
     )
@@ -196,7 +198,7 @@ def test_native_total_is_never_below_prompt():
     assert usage.total_tokens == 15
 
 
-def test_native_usage_shapes_through_the_client(make_client):
+def test_native_usage_shapes_through_the_client(make_client: MakeClient) -> None:
     shapes = {
         1: {"input_tokens": 7, "image_tokens": 100, "image_count": 1},
         2: {"input_tokens": 107, "input_tokens_details": {"text_tokens": 7, "image_tokens": 100}},
@@ -234,7 +236,7 @@ def test_native_usage_shapes_through_the_client(make_client):
     assert total.cost_usd == pytest.approx(first.usage.cost_usd * 2)
 
 
-def test_cumulative_usage_counts_retries_and_requests(make_client):
+def test_cumulative_usage_counts_retries_and_requests(make_client: MakeClient) -> None:
     service = FakeService(script={1: lambda seen: httpx.Response(503)})
     client = make_client(service)
     client.embed(["a"])
@@ -245,7 +247,7 @@ def test_cumulative_usage_counts_retries_and_requests(make_client):
     assert client.usage.cost_usd == pytest.approx(30 * 0.09 / 1e6)
 
 
-def test_usage_adds_up():
+def test_usage_adds_up() -> None:
     total = Usage(prompt_tokens=1, requests=1, cost_usd=0.5) + Usage(
         prompt_tokens=2, retries=3, modality_estimated=True
     )
@@ -254,7 +256,7 @@ def test_usage_adds_up():
     )
 
 
-def test_native_newer_shape_without_input_tokens_adds_the_details():
+def test_native_newer_shape_without_input_tokens_adds_the_details() -> None:
     usage = native_usage(
         NativeUsage.model_validate(
             {"input_tokens_details": {"text_tokens": 5, "image_tokens": 100}, "total_tokens": 105}
@@ -265,7 +267,7 @@ def test_native_newer_shape_without_input_tokens_adds_the_details():
     assert (usage.prompt_tokens, usage.text_tokens, usage.media_tokens) == (105, 5, 100)
 
 
-def test_openai_usage_with_only_a_total():
+def test_openai_usage_with_only_a_total() -> None:
     content = openai_answer([{"index": 0, "embedding": [1.0]}], usage={"total_tokens": 12})
     answer = parse_answer(
         "openai", content, count=1, dimension=1, text_tokens=4, has_media=False, request_id=None

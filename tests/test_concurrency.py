@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from _core_fakes import FakeService, Seen, error_response, text_vector
+from _core_fakes import FakeService, MakeAsyncClient, MakeClient, Seen, error_response, text_vector
 from tongyi_vision._scheduler import AdaptiveLimit
 
 WAIT_SECONDS = 10  # only reached if the client fails to overlap requests: the test then fails
@@ -33,7 +33,9 @@ class InFlight:
 
 
 @pytest.mark.parametrize("max_concurrency", [2, 4, 8])
-def test_sync_client_overlaps_requests_up_to_max_concurrency(make_client, max_concurrency):
+def test_sync_client_overlaps_requests_up_to_max_concurrency(
+    make_client: MakeClient, max_concurrency: int
+) -> None:
     counter = InFlight()
     # every wave of requests waits until max_concurrency of them are in the handler together;
     # a client that sent one request at a time would break the barrier and fail the test
@@ -57,7 +59,9 @@ def test_sync_client_overlaps_requests_up_to_max_concurrency(make_client, max_co
     assert len(service.seen) == len(texts)
 
 
-async def test_async_client_overlaps_requests_up_to_max_concurrency(make_async_client):
+async def test_async_client_overlaps_requests_up_to_max_concurrency(
+    make_async_client: MakeAsyncClient,
+) -> None:
     max_concurrency = 5
     counter = InFlight()
     full = asyncio.Event()
@@ -82,7 +86,7 @@ async def test_async_client_overlaps_requests_up_to_max_concurrency(make_async_c
     assert len(service.seen) == 20
 
 
-def test_one_request_needs_no_threads(make_client, service):
+def test_one_request_needs_no_threads(make_client: MakeClient, service: FakeService) -> None:
     threads = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -94,7 +98,7 @@ def test_one_request_needs_no_threads(make_client, service):
     assert threads == [threading.main_thread()]
 
 
-def test_adaptive_limit_halves_once_per_burst_and_recovers():
+def test_adaptive_limit_halves_once_per_burst_and_recovers() -> None:
     limit = AdaptiveLimit(8)
     epoch = limit.epoch
     limit.on_throttle(epoch)
@@ -115,14 +119,16 @@ def test_adaptive_limit_halves_once_per_burst_and_recovers():
     assert limit.current == 8  # never above the maximum
 
 
-def test_adaptive_limit_never_drops_below_one():
+def test_adaptive_limit_never_drops_below_one() -> None:
     limit = AdaptiveLimit(2)
     for _ in range(5):
         limit.on_throttle(limit.epoch)
     assert limit.current == 1
 
 
-def test_a_429_lowers_the_clients_concurrency_and_successes_raise_it(make_client):
+def test_a_429_lowers_the_clients_concurrency_and_successes_raise_it(
+    make_client: MakeClient,
+) -> None:
     counter = InFlight()
     peaks_after_throttle: list[int] = []
     throttled = threading.Event()
@@ -153,7 +159,7 @@ def test_a_429_lowers_the_clients_concurrency_and_successes_raise_it(make_client
     assert client._limit.current == 4
 
 
-def test_concurrent_calls_on_one_sync_client_share_max_concurrency(make_client):
+def test_concurrent_calls_on_one_sync_client_share_max_concurrency(make_client: MakeClient) -> None:
     counter = InFlight()
     barrier = threading.Barrier(4, timeout=WAIT_SECONDS)
     service = FakeService()
@@ -185,7 +191,9 @@ def test_concurrent_calls_on_one_sync_client_share_max_concurrency(make_client):
     assert client._limit.in_flight == 0
 
 
-async def test_concurrent_calls_on_one_async_client_share_max_concurrency(make_async_client):
+async def test_concurrent_calls_on_one_async_client_share_max_concurrency(
+    make_async_client: MakeAsyncClient,
+) -> None:
     counter = InFlight()
     full = asyncio.Event()
     service = FakeService()
@@ -215,7 +223,9 @@ class HandlerBug(Exception):
     """Stands for a bug below the client: it must surface as it is, not hang the call."""
 
 
-def test_an_unexpected_exception_in_a_worker_surfaces_and_frees_the_slots(make_client):
+def test_an_unexpected_exception_in_a_worker_surfaces_and_frees_the_slots(
+    make_client: MakeClient,
+) -> None:
     service = FakeService()
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -232,7 +242,9 @@ def test_an_unexpected_exception_in_a_worker_surfaces_and_frees_the_slots(make_c
     assert client.embed(["after"]).vectors == [text_vector("after")]
 
 
-async def test_an_unexpected_exception_in_an_async_worker_surfaces(make_async_client):
+async def test_an_unexpected_exception_in_an_async_worker_surfaces(
+    make_async_client: MakeAsyncClient,
+) -> None:
     service = FakeService()
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -249,7 +261,7 @@ async def test_an_unexpected_exception_in_an_async_worker_surfaces(make_async_cl
     assert (await client.embed(["after"])).vectors == [text_vector("after")]
 
 
-async def test_cancelling_an_async_call_frees_its_slots(make_async_client):
+async def test_cancelling_an_async_call_frees_its_slots(make_async_client: MakeAsyncClient) -> None:
     entered = asyncio.Event()
     never = asyncio.Event()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from _core_fakes import FakeService, error_response
+from _core_fakes import FakeService, MakeClient, error_response
 from tongyi_vision import (
     APIConnectionError,
     APIError,
@@ -50,7 +50,9 @@ STATUSES = [
 
 @pytest.mark.parametrize("dialect", ["openai", "dashscope"])
 @pytest.mark.parametrize(("status", "code", "cls"), STATUSES)
-def test_every_status_becomes_its_class(make_client, dialect, status, code, cls):
+def test_every_status_becomes_its_class(
+    make_client: MakeClient, dialect: str, status: int, code: str | None, cls: type[APIStatusError]
+) -> None:
     body_dialect = "openai" if dialect == "openai" else "native"
     service = FakeService(
         dialect=dialect,
@@ -82,7 +84,9 @@ def test_every_status_becomes_its_class(make_client, dialect, status, code, cls)
 
 @pytest.mark.parametrize("json_type", [True, False])
 @pytest.mark.parametrize("body_dialect", ["openai", "native"])
-def test_error_bodies_with_and_without_a_json_content_type(make_client, json_type, body_dialect):
+def test_error_bodies_with_and_without_a_json_content_type(
+    make_client: MakeClient, json_type: bool, body_dialect: str
+) -> None:
     service = FakeService(
         fail=lambda seen: error_response(
             401,
@@ -110,7 +114,7 @@ def test_error_bodies_with_and_without_a_json_content_type(make_client, json_typ
         (b"\xff\xfe not utf-8", "HTTP 400: "),
     ],
 )
-def test_non_json_or_unknown_error_bodies_keep_a_message(content, message):
+def test_non_json_or_unknown_error_bodies_keep_a_message(content: bytes, message: str) -> None:
     code, text, request_id = parse_error("openai", 400, content)
     assert code is None
     assert text.startswith(message)
@@ -133,11 +137,11 @@ def test_non_json_or_unknown_error_bodies_keep_a_message(content, message):
         ),
     ],
 )
-def test_odd_error_bodies_never_break_parsing(payload, expected):
+def test_odd_error_bodies_never_break_parsing(payload: bytes, expected: object) -> None:
     assert parse_error("dashscope", 500, payload) == expected
 
 
-def test_error_body_falls_back_to_the_request_id_header(make_client):
+def test_error_body_falls_back_to_the_request_id_header(make_client: MakeClient) -> None:
     service = FakeService(
         fail=lambda seen: httpx.Response(
             404, text="no such model", headers={"x-dashscope-request-id": "hdr-7"}
@@ -151,7 +155,7 @@ def test_error_body_falls_back_to_the_request_id_header(make_client):
     assert "request id hdr-7" in str(caught.value)
 
 
-def test_other_statuses_are_api_status_errors(make_client):
+def test_other_statuses_are_api_status_errors(make_client: MakeClient) -> None:
     service = FakeService(fail=lambda seen: httpx.Response(402, json={"message": "pay"}))
     client = make_client(service)
     with pytest.raises(APIStatusError) as caught:
@@ -161,7 +165,7 @@ def test_other_statuses_are_api_status_errors(make_client):
     assert len(service.seen) == 1
 
 
-def test_connection_and_timeout_errors_are_mapped_with_their_cause(make_client):
+def test_connection_and_timeout_errors_are_mapped_with_their_cause(make_client: MakeClient) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
@@ -181,7 +185,7 @@ def test_connection_and_timeout_errors_are_mapped_with_their_cause(make_client):
     assert isinstance(caught_timeout.value.__cause__, httpx.ReadTimeout)
 
 
-def test_other_httpx_errors_are_wrapped_too(make_client):
+def test_other_httpx_errors_are_wrapped_too(make_client: MakeClient) -> None:
     def broken(request: httpx.Request) -> httpx.Response:
         raise httpx.DecodingError("bad gzip", request=request)
 
@@ -191,7 +195,7 @@ def test_other_httpx_errors_are_wrapped_too(make_client):
     assert isinstance(caught.value.__cause__, httpx.DecodingError)
 
 
-def test_error_tree():
+def test_error_tree() -> None:
     assert issubclass(APIError, TongyiVisionError)
     assert issubclass(APITimeoutError, APIConnectionError)
     assert issubclass(ContentModerationError, BadRequestError)
@@ -199,7 +203,7 @@ def test_error_tree():
         assert issubclass(cls, APIStatusError)
 
 
-def test_errors_survive_pickling():
+def test_errors_survive_pickling() -> None:
     import pickle
 
     from tongyi_vision import MissingDependencyError, TextTooLongError

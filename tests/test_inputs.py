@@ -7,10 +7,12 @@ import base64
 import io
 import os
 import pathlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from _core_fakes import FakeService, Seen, image_bytes, png_bytes
+from _core_fakes import FakeService, MakeClient, Seen, image_bytes, png_bytes
 from tongyi_vision import (
     CorruptMediaError,
     EmptyInputError,
@@ -28,15 +30,26 @@ from tongyi_vision import (
     estimate_text_tokens,
 )
 
+if TYPE_CHECKING:
+    from PIL.ImageFile import ImageFile as PILImageFile
+
 MAX_IMAGE_BYTES = 3 * 1024 * 1024
-GOOD = ["fine", "also fine", "still fine", "https image"]
 
 
-def refused(make_client, service, bad, error_type, *, position=2, **options):
+def refused(
+    make_client: MakeClient,
+    service: FakeService,
+    bad: object,
+    error_type: type[InputError],
+    *,
+    position: int = 2,
+    **options: Any,
+) -> InputError:
     """Embed good parts with ``bad`` at ``position``; return the error, checking nothing was
     sent and the error is an input error naming the part."""
     client = make_client(service, **options)
-    parts: list[object] = ["fine", Image("https://example.com/ok.png"), "also fine"]
+    # Any: the point is to pass what the types forbid, too
+    parts: list[Any] = ["fine", Image("https://example.com/ok.png"), "also fine"]
     parts.insert(position, bad)
     with pytest.raises(error_type) as caught:
         client.embed(parts)
@@ -54,23 +67,25 @@ def refused(make_client, service, bad, error_type, *, position=2, **options):
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
-def test_empty_text(make_client, service, text):
+def test_empty_text(make_client: MakeClient, service: FakeService, text: str) -> None:
     error = refused(make_client, service, text, EmptyInputError)
     assert "text is empty" in str(error)
 
 
-def test_text_too_long(make_client, service):
+def test_text_too_long(make_client: MakeClient, service: FakeService) -> None:
     error = refused(make_client, service, "word " * 700, TextTooLongError, position=3)
     assert "about 1,167 tokens, over the 1,024-token limit" in str(error)
     assert "split it" in str(error)
 
 
-def test_cjk_text_counts_one_token_per_character(make_client, service):
+def test_cjk_text_counts_one_token_per_character(
+    make_client: MakeClient, service: FakeService
+) -> None:
     assert estimate_text_tokens("自行车") == 3
     refused(make_client, service, "车" * 1025, TextTooLongError)
 
 
-def test_text_at_the_limit_is_accepted(make_client, service):
+def test_text_at_the_limit_is_accepted(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service)
     client.embed(["a" * 3072, "车" * 1024])
     assert len(service.parts_sent) == 2
@@ -89,16 +104,16 @@ def test_text_at_the_limit_is_accepted(make_client, service):
         ("🙂🙂", 4),  # beyond the BMP: two each
     ],
 )
-def test_token_estimate_errs_high(text, tokens):
+def test_token_estimate_errs_high(text: str, tokens: int) -> None:
     assert estimate_text_tokens(text) == tokens
 
 
-def test_wrong_part_types(make_client, service):
+def test_wrong_part_types(make_client: MakeClient, service: FakeService) -> None:
     error = refused(make_client, service, b"raw bytes", InputError)
     assert "wrap bytes or paths in Image(...)" in str(error)
     client = make_client(service)
     with pytest.raises(InputError, match="embed takes a list of parts"):
-        client.embed("just a string")  # type: ignore[arg-type]
+        client.embed("just a string")
     with pytest.raises(InputError) as caught:
         client.embed_texts(["ok", 42])  # type: ignore[list-item]
     assert caught.value.part_index == 1
@@ -108,25 +123,27 @@ def test_wrong_part_types(make_client, service):
 # --- local files -----------------------------------------------------------------------
 
 
-def test_missing_file(make_client, service, tmp_path):
+def test_missing_file(make_client: MakeClient, service: FakeService, tmp_path: Path) -> None:
     error = refused(make_client, service, Image(tmp_path / "nowhere.png"), MediaNotFoundError)
     assert isinstance(error, FileNotFoundError)
     assert "file not found" in str(error)
     assert "nowhere.png" in str(error)
 
 
-def test_missing_file_uri(make_client, service, tmp_path):
+def test_missing_file_uri(make_client: MakeClient, service: FakeService, tmp_path: Path) -> None:
     uri = (tmp_path / "gone.jpg").as_uri()
     error = refused(make_client, service, Image(uri), MediaNotFoundError)
     assert "gone.jpg" in str(error)
 
 
-def test_unreadable_file(make_client, service, tmp_path, monkeypatch):
+def test_unreadable_file(
+    make_client: MakeClient, service: FakeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "secret.png"
     path.write_bytes(png_bytes())
     real_open = pathlib.Path.open
 
-    def deny(self, *args, **kwargs):
+    def deny(self: pathlib.Path, *args: Any, **kwargs: Any) -> Any:
         if self == path:
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(self, *args, **kwargs)
@@ -137,12 +154,14 @@ def test_unreadable_file(make_client, service, tmp_path, monkeypatch):
     assert "permission denied" in str(error)
 
 
-def test_a_directory_is_not_an_image(make_client, service, tmp_path):
+def test_a_directory_is_not_an_image(
+    make_client: MakeClient, service: FakeService, tmp_path: Path
+) -> None:
     error = refused(make_client, service, Image(tmp_path), MediaNotFoundError)
     assert "is not a file" in str(error)
 
 
-def test_empty_file(make_client, service, tmp_path):
+def test_empty_file(make_client: MakeClient, service: FakeService, tmp_path: Path) -> None:
     path = tmp_path / "empty.png"
     path.touch()
     error = refused(make_client, service, Image(path), EmptyInputError)
@@ -150,14 +169,16 @@ def test_empty_file(make_client, service, tmp_path):
 
 
 @pytest.mark.parametrize("auto_fit", [True, False])
-def test_not_an_image(make_client, service, tmp_path, auto_fit):
+def test_not_an_image(
+    make_client: MakeClient, service: FakeService, tmp_path: Path, auto_fit: bool
+) -> None:
     path = tmp_path / "notes.png"  # the name lies: formats are sniffed from the bytes
     path.write_text("just some text, not pixels")
     error = refused(make_client, service, Image(path, auto_fit=auto_fit), UnsupportedMediaError)
     assert "JPEG, PNG or BMP" in str(error)
 
 
-def test_an_image_that_cannot_be_decoded(make_client, service):
+def test_an_image_that_cannot_be_decoded(make_client: MakeClient, service: FakeService) -> None:
     broken = image_bytes("GIF")[:20]  # a GIF header and nothing after it
     error = refused(make_client, service, Image(broken), CorruptMediaError)
     assert "cannot be decoded" in str(error)
@@ -167,7 +188,9 @@ def test_an_image_that_cannot_be_decoded(make_client, service):
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP", "TIFF"])
-def test_other_formats_refused_without_auto_fit(make_client, service, tmp_path, fmt):
+def test_other_formats_refused_without_auto_fit(
+    make_client: MakeClient, service: FakeService, tmp_path: Path, fmt: str
+) -> None:
     path = tmp_path / f"picture.{fmt.lower()}"
     path.write_bytes(image_bytes(fmt))
     error = refused(make_client, service, Image(path, auto_fit=False), UnsupportedMediaError)
@@ -176,7 +199,9 @@ def test_other_formats_refused_without_auto_fit(make_client, service, tmp_path, 
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP", "TIFF"])
-def test_other_formats_converted_with_auto_fit(make_client, service, tmp_path, fmt):
+def test_other_formats_converted_with_auto_fit(
+    make_client: MakeClient, service: FakeService, tmp_path: Path, fmt: str
+) -> None:
     from PIL import Image as PILImage
 
     path = tmp_path / f"picture.{fmt.lower()}"
@@ -191,7 +216,9 @@ def test_other_formats_converted_with_auto_fit(make_client, service, tmp_path, f
     assert decoded.size == (40, 30)
 
 
-def test_without_pillow_the_error_names_the_image_extra(make_client, service, monkeypatch):
+def test_without_pillow_the_error_names_the_image_extra(
+    make_client: MakeClient, service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_imaging, "pillow_available", lambda: False)
     error = refused(make_client, service, Image(image_bytes("WEBP")), UnsupportedMediaError)
     assert "pip install 'tongyi-vision[image]'" in str(error)
@@ -207,7 +234,7 @@ def noisy_png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def decoded(content: dict[str, str]):
+def decoded(content: dict[str, str]) -> tuple[str, bytes, PILImageFile]:
     from PIL import Image as PILImage
 
     header, payload = content["image"].split(",", 1)
@@ -215,7 +242,9 @@ def decoded(content: dict[str, str]):
     return header, data, PILImage.open(io.BytesIO(data))
 
 
-def test_large_noisy_image_refit_under_3_mb_keeping_aspect(make_client, service, tmp_path):
+def test_large_noisy_image_refit_under_3_mb_keeping_aspect(
+    make_client: MakeClient, service: FakeService, tmp_path: Path
+) -> None:
     path = tmp_path / "huge.png"
     path.write_bytes(noisy_png(1600, 1000))
     assert path.stat().st_size > MAX_IMAGE_BYTES
@@ -237,7 +266,7 @@ def test_large_noisy_image_refit_under_3_mb_keeping_aspect(make_client, service,
     assert width * height > 0.5 * 1600 * 1000
 
 
-def test_over_3_mb_png_bytes_refit(make_client, service):
+def test_over_3_mb_png_bytes_refit(make_client: MakeClient, service: FakeService) -> None:
     data = noisy_png(1100, 1100)
     assert len(data) > MAX_IMAGE_BYTES
     client = make_client(service)
@@ -248,7 +277,7 @@ def test_over_3_mb_png_bytes_refit(make_client, service):
     assert image.size[0] == image.size[1]
 
 
-def test_transparent_image_stays_png(make_client, service):
+def test_transparent_image_stays_png(make_client: MakeClient, service: FakeService) -> None:
     from PIL import Image as PILImage
 
     buffer = io.BytesIO()
@@ -260,13 +289,17 @@ def test_transparent_image_stays_png(make_client, service):
     assert image.mode == "RGBA"
 
 
-def test_decompression_bomb_refused(make_client, service, monkeypatch):
+def test_decompression_bomb_refused(
+    make_client: MakeClient, service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_imaging, "MAX_DECODE_PIXELS", 100)
     error = refused(make_client, service, Image(image_bytes("GIF", 16, 12)), UnsupportedMediaError)
     assert "16x12 pixels is over the 100-pixel safety limit" in str(error)
 
 
-def test_pillows_own_bomb_check_is_mapped(make_client, service, monkeypatch):
+def test_pillows_own_bomb_check_is_mapped(
+    make_client: MakeClient, service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from PIL import Image as PILImage
 
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 40)  # Pillow refuses over twice this
@@ -277,7 +310,7 @@ def test_pillows_own_bomb_check_is_mapped(make_client, service, monkeypatch):
 # --- other image sources ---------------------------------------------------------------
 
 
-def test_image_sources(make_client, service, tmp_path):
+def test_image_sources(make_client: MakeClient, service: FakeService, tmp_path: Path) -> None:
     from PIL import Image as PILImage
 
     data = png_bytes(5, 5)
@@ -305,7 +338,9 @@ def test_image_sources(make_client, service, tmp_path):
     assert pil_uri.startswith("data:image/png;base64,")
 
 
-def test_mislabelled_data_uri_is_sent_with_its_real_type(make_client, service):
+def test_mislabelled_data_uri_is_sent_with_its_real_type(
+    make_client: MakeClient, service: FakeService
+) -> None:
     uri = "data:image/jpeg;base64," + base64.b64encode(png_bytes()).decode()
     client = make_client(service)
     client.embed([Image(uri)])
@@ -320,12 +355,14 @@ def test_mislabelled_data_uri_is_sent_with_its_real_type(make_client, service):
         ("data:image/png,rawbytes", "is not a base64 image data URI"),
     ],
 )
-def test_bad_data_uris(make_client, service, uri, message):
+def test_bad_data_uris(
+    make_client: MakeClient, service: FakeService, uri: str, message: str
+) -> None:
     error = refused(make_client, service, Image(uri), UnsupportedMediaError)
     assert message in str(error)
 
 
-def test_image_refuses_text_file_objects_and_other_types(tmp_path):
+def test_image_refuses_text_file_objects_and_other_types(tmp_path: Path) -> None:
     path = tmp_path / "t.txt"
     path.write_text("x")
     with path.open() as handle, pytest.raises(InputError, match="binary mode"):
@@ -337,37 +374,39 @@ def test_image_refuses_text_file_objects_and_other_types(tmp_path):
 # --- MultiImage ------------------------------------------------------------------------
 
 
-def test_multi_image_of_nine_is_too_many(make_client, service):
+def test_multi_image_of_nine_is_too_many(make_client: MakeClient, service: FakeService) -> None:
     group = MultiImage([f"https://example.com/{i}.png" for i in range(9)])
     error = refused(make_client, service, group, TooManyImagesError)
     assert "has 9 images; at most 8 make one vector" in str(error)
 
 
-def test_empty_multi_image(make_client, service):
+def test_empty_multi_image(make_client: MakeClient, service: FakeService) -> None:
     refused(make_client, service, MultiImage([]), EmptyInputError)
 
 
-def test_multi_image_names_the_bad_image(make_client, service, tmp_path):
+def test_multi_image_names_the_bad_image(
+    make_client: MakeClient, service: FakeService, tmp_path: Path
+) -> None:
     group = MultiImage(["https://example.com/a.png", tmp_path / "missing.png"])
     error = refused(make_client, service, group, MediaNotFoundError)
     assert "image 1 of MultiImage" in str(error)
 
 
-def test_multi_image_takes_a_list():
+def test_multi_image_takes_a_list() -> None:
     with pytest.raises(InputError, match="takes a list"):
-        MultiImage("a.png")  # type: ignore[arg-type]
+        MultiImage("a.png")
 
 
 # --- video (URLs and data URIs; local files are the video module's tests) --------------
 
 
-def test_video_url_is_passed_through(make_client, service):
+def test_video_url_is_passed_through(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service)
     client.embed([Video("https://example.com/clip.mp4")])
     assert service.parts_sent == [{"video": "https://example.com/clip.mp4"}]
 
 
-def test_video_data_uri_over_10_mb(make_client, service):
+def test_video_data_uri_over_10_mb(make_client: MakeClient, service: FakeService) -> None:
     payload = base64.b64encode(b"\x00\x00\x00\x18ftypmp42" + bytes(11 * 1024 * 1024)).decode()
     error = refused(
         make_client, service, Video("data:video/mp4;base64," + payload), MediaTooLargeError
@@ -375,14 +414,16 @@ def test_video_data_uri_over_10_mb(make_client, service):
     assert "10 MB" in str(error)
 
 
-def test_input_error_outside_a_call_has_no_index():
+def test_input_error_outside_a_call_has_no_index() -> None:
     with pytest.raises(EmptyInputError) as caught:
         MultiImage([]).prepare()
     assert caught.value.part_index is None
     assert str(caught.value).startswith("MultiImage([]): ")
 
 
-def test_client_auto_fit_setting_applies_to_embed_images(make_client, service):
+def test_client_auto_fit_setting_applies_to_embed_images(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(service, auto_fit=False)
     with pytest.raises(UnsupportedMediaError) as caught:
         client.embed_images(["https://example.com/ok.png", image_bytes("WEBP")])
@@ -390,7 +431,9 @@ def test_client_auto_fit_setting_applies_to_embed_images(make_client, service):
     assert service.seen == []
 
 
-def test_a_file_that_vanishes_during_the_call_is_named(make_client, tmp_path):
+def test_a_file_that_vanishes_during_the_call_is_named(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
     first, second = tmp_path / "first.png", tmp_path / "second.png"
     first.write_bytes(png_bytes(4, 4))
     second.write_bytes(png_bytes(5, 5))
@@ -408,11 +451,12 @@ def test_a_file_that_vanishes_during_the_call_is_named(make_client, tmp_path):
     assert "could not be read while sending" in str(error)
     assert len(service.seen) == 1
     # what was sent before the file vanished is kept
+    assert error.partial is not None
     assert error.partial.vectors[0] is not None
     assert error.partial.vectors[1] is None
 
 
-def test_shorthands_name_the_refused_item(make_client, service):
+def test_shorthands_name_the_refused_item(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service)
     with pytest.raises(InputError) as caught:
         client.embed_images(["https://example.com/a.png", 3.5])  # type: ignore[list-item]

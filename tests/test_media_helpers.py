@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+from pathlib import Path
 
 import pytest
 
@@ -22,13 +23,13 @@ from tongyi_vision._limits import (
 MP4_HEAD = b"\x00\x00\x00\x18ftypisom" + bytes(16)
 
 
-def test_plain_text_stays_text(tmp_path):
+def test_plain_text_stays_text(tmp_path: Path) -> None:
     assert media_part("a red bicycle") is None
     assert media_part("photos/bike.jpg") is None  # looks like a path, but is text
     assert media_part("file:///etc/passwd\nand more text") is None
 
 
-def test_data_uris_become_parts():
+def test_data_uris_become_parts() -> None:
     image_uri = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     part = media_part(image_uri, auto_fit=False)
     assert isinstance(part, Image)
@@ -37,7 +38,7 @@ def test_data_uris_become_parts():
     assert isinstance(media_part(video_uri), Video)
 
 
-def test_file_uris_are_sniffed(tmp_path):
+def test_file_uris_are_sniffed(tmp_path: Path) -> None:
     image = tmp_path / "looks like text.txt"
     image.write_bytes(png_bytes())
     video = tmp_path / "clip.bin"
@@ -50,12 +51,14 @@ def test_file_uris_are_sniffed(tmp_path):
     assert media_part(file_uri(str(notes))) is None
 
 
-def test_a_missing_file_uri_is_an_error_not_text(tmp_path):
+def test_a_missing_file_uri_is_an_error_not_text(tmp_path: Path) -> None:
     with pytest.raises(MediaNotFoundError, match="cannot be read"):
         media_part(file_uri(str(tmp_path / "gone.png")))
 
 
-def test_file_uri_is_absolute_and_percent_encoded(tmp_path, monkeypatch):
+def test_file_uri_is_absolute_and_percent_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a b#c.png").write_bytes(png_bytes())
     uri = file_uri("a b#c.png")
@@ -78,7 +81,7 @@ def test_file_uri_is_absolute_and_percent_encoded(tmp_path, monkeypatch):
         (b"hello", None),
     ],
 )
-def test_sniff_image_format(head, fmt):
+def test_sniff_image_format(head: bytes, fmt: str) -> None:
     assert sniff_image_format(head) == fmt
 
 
@@ -96,29 +99,29 @@ def test_sniff_image_format(head, fmt):
         (b"\x89PNG\r\n\x1a\n", None),
     ],
 )
-def test_sniff_video_format(head, fmt):
+def test_sniff_video_format(head: bytes, fmt: str) -> None:
     assert sniff_video_format(head) == fmt
 
 
-def test_image_tokens_formula_is_bounded():
+def test_image_tokens_formula_is_bounded() -> None:
     assert image_tokens_for_pixels(28, 28) == 4
     assert image_tokens_for_pixels(280, 280) == 100
     assert image_tokens_for_pixels(10_000, 10_000) == 1024
 
 
-def test_model_names_and_prices():
+def test_model_names_and_prices() -> None:
     assert base_model("tongyi-embedding-vision-flash-2026-03-06") == "tongyi-embedding-vision-flash"
     assert base_model("something-else") == "something-else"
     assert media_price("tongyi-embedding-vision-flash") == (0.09, 0.03)
     assert media_price("unknown-model") == (0.09, 0.09)  # priced high
 
 
-def test_image_size_reads_the_header():
+def test_image_size_reads_the_header() -> None:
     assert image_size(image_bytes("GIF", 31, 17)) == (31, 17)
     assert image_size(b"not an image") is None
 
 
-def test_a_large_transparent_image_is_flattened_into_a_jpeg():
+def test_a_large_transparent_image_is_flattened_into_a_jpeg() -> None:
     from PIL import Image as PILImage
 
     width = height = 1000

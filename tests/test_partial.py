@@ -8,13 +8,21 @@ from collections import Counter
 import httpx
 import pytest
 
-from _core_fakes import FakeService, Seen, error_response, text_vector
+from _core_fakes import (
+    FakeService,
+    MakeAsyncClient,
+    MakeClient,
+    Reply,
+    Seen,
+    error_response,
+    text_vector,
+)
 from tongyi_vision import BadRequestError, InputError, PartialResult, ServerError
 
 TEXTS = [f"text number {i}" for i in range(100)]
 
 
-def fails_when_carrying(text: str, status: int = 400):
+def fails_when_carrying(text: str, status: int = 400) -> Reply:
     def fail(seen: Seen) -> httpx.Response | None:
         if {"text": text} in seen.contents:
             return error_response(status, code="DataInspectionFailed" if status == 400 else None)
@@ -28,7 +36,9 @@ def successful_texts(service: FakeService) -> Counter[str]:
     return Counter(c["text"] for c in service.succeeded())
 
 
-def test_failure_in_the_middle_keeps_the_rest_and_resume_sends_only_the_missing(make_client):
+def test_failure_in_the_middle_keeps_the_rest_and_resume_sends_only_the_missing(
+    make_client: MakeClient,
+) -> None:
     service = FakeService(fail=fails_when_carrying("text number 42"))
     client = make_client(service, max_parts_per_request=10, max_concurrency=1)
 
@@ -56,7 +66,9 @@ def test_failure_in_the_middle_keeps_the_rest_and_resume_sends_only_the_missing(
     assert result.usage.prompt_tokens == 600
 
 
-def test_failure_with_concurrency_names_its_parts_and_keeps_every_finished_vector(make_client):
+def test_failure_with_concurrency_names_its_parts_and_keeps_every_finished_vector(
+    make_client: MakeClient,
+) -> None:
     service = FakeService(fail=fails_when_carrying("text number 57", status=500))
     client = make_client(service, max_parts_per_request=10, max_concurrency=4, max_retries=2)
 
@@ -86,7 +98,7 @@ def test_failure_with_concurrency_names_its_parts_and_keeps_every_finished_vecto
     assert successful_texts(service) == Counter(TEXTS)
 
 
-async def test_async_failure_and_resume(make_async_client):
+async def test_async_failure_and_resume(make_async_client: MakeAsyncClient) -> None:
     service = FakeService(fail=fails_when_carrying("text number 13"))
     client = make_async_client(service, max_parts_per_request=5, max_concurrency=3)
     with pytest.raises(BadRequestError) as caught:
@@ -104,7 +116,7 @@ async def test_async_failure_and_resume(make_async_client):
     assert sorted(resumed) == sorted(TEXTS[i] for i in partial.missing)
 
 
-def test_duplicates_get_the_vector_after_resume(make_client):
+def test_duplicates_get_the_vector_after_resume(make_client: MakeClient) -> None:
     parts = ["same", "other", "same", "bad"]
     service = FakeService(fail=fails_when_carrying("bad"))
     client = make_client(service, max_parts_per_request=2, max_concurrency=1)
@@ -120,14 +132,18 @@ def test_duplicates_get_the_vector_after_resume(make_client):
     assert service.seen[-1].contents == [{"text": "bad"}]
 
 
-def test_resume_with_other_parts_is_refused_before_sending(make_client, service):
+def test_resume_with_other_parts_is_refused_before_sending(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(service)
     with pytest.raises(InputError, match="resume holds 2 results but 3 parts"):
         client.embed(["a", "b", "c"], resume=PartialResult(vectors=[None, None]))
     assert service.seen == []
 
 
-def test_resume_with_everything_done_sends_nothing(make_client, service):
+def test_resume_with_everything_done_sends_nothing(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(service)
     done = PartialResult(vectors=[[1.0] * 768, [2.0] * 768])
     result = client.embed(["a", "b"], resume=done)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
-from _core_fakes import FakeService, png_bytes, text_vector, vector_for
-from tongyi_vision import Image, MultiImage, Video
+from _core_fakes import FakeService, MakeClient, png_bytes, text_vector, vector_for
+from tongyi_vision import Image, MultiImage, Part, Video
 from tongyi_vision._parts import prepare_part
 from tongyi_vision._planner import Batch, Limits, dedupe, pack, split
 
 
-def test_equal_parts_are_sent_once_and_all_get_the_vector(make_client, service, tmp_path):
+def test_equal_parts_are_sent_once_and_all_get_the_vector(
+    make_client: MakeClient, service: FakeService, tmp_path: Path
+) -> None:
     path = tmp_path / "a.png"
     path.write_bytes(png_bytes())
     data = png_bytes(4, 4)
     client = make_client(service)
-    parts = [
+    parts: list[Part] = [
         "same text",
         Image("https://example.com/a.png"),
         "same text",
@@ -43,14 +46,14 @@ def test_equal_parts_are_sent_once_and_all_get_the_vector(make_client, service, 
     assert result.vectors[8] == text_vector("other")
 
 
-def test_dedupe_keeps_first_positions_and_owners():
+def test_dedupe_keeps_first_positions_and_owners() -> None:
     prepared = [(i, prepare_part(t)) for i, t in enumerate(["a", "b", "a", "c", "b"])]
     unique, owners = dedupe(prepared)
     assert [p.key for p in unique] == ["t:a", "t:b", "t:c"]
     assert owners == [[0, 2], [1, 4], [3]]
 
 
-def test_at_most_eight_images_per_request(make_client, service):
+def test_at_most_eight_images_per_request(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service)
     images = [Image(f"https://example.com/{i}.png") for i in range(20)]
     result = client.embed(images)
@@ -60,7 +63,9 @@ def test_at_most_eight_images_per_request(make_client, service):
     ]
 
 
-def test_multi_images_count_every_image_against_the_request_limit(make_client, service):
+def test_multi_images_count_every_image_against_the_request_limit(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(service, max_concurrency=1)
     groups = [MultiImage([f"https://example.com/{g}-{i}.png" for i in range(3)]) for g in range(5)]
     client.embed(groups)
@@ -70,19 +75,23 @@ def test_multi_images_count_every_image_against_the_request_limit(make_client, s
         assert sum(len(c["multi_images"]) for c in seen.contents) <= 8
 
 
-def test_max_parts_per_request(make_client, service):
+def test_max_parts_per_request(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service, max_parts_per_request=3, max_concurrency=1)
     client.embed([f"t{i}" for i in range(10)])
     assert [len(s.contents) for s in service.seen] == [3, 3, 3, 1]
 
 
-def test_default_parts_per_request_is_the_service_limit(make_client, service):
+def test_default_parts_per_request_is_the_service_limit(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(service)
     client.embed([f"t{i}" for i in range(45)])
     assert sorted(len(s.contents) for s in service.seen) == [5, 20, 20]
 
 
-def test_texts_and_media_go_in_separate_requests(make_client, service):
+def test_texts_and_media_go_in_separate_requests(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(service)
     client.embed(
         [
@@ -99,7 +108,7 @@ def test_texts_and_media_go_in_separate_requests(make_client, service):
     assert text_body["input"] == ["t0", "t1"]
 
 
-def test_body_size_cap(make_client, service):
+def test_body_size_cap(make_client: MakeClient, service: FakeService) -> None:
     from PIL import Image as PILImage
 
     images = []
@@ -117,21 +126,21 @@ def test_body_size_cap(make_client, service):
     assert sum(len(s.contents) for s in service.seen) == 6
 
 
-def test_a_part_larger_than_the_cap_still_goes_alone():
+def test_a_part_larger_than_the_cap_still_goes_alone() -> None:
     big = prepare_part(Image(png_bytes(300, 300)))
     small = prepare_part("t")
     batches = pack([big, small, big], Limits(max_parts=20, max_images=8, max_bytes=1024))
     assert [b.items for b in batches] == [[0], [1], [2]]
 
 
-def test_pack_keeps_order_inside_each_kind():
+def test_pack_keeps_order_inside_each_kind() -> None:
     parts = [prepare_part(p) for p in ["a", Image("https://x.io/1.png"), "b", "c"]]
     batches = pack(parts, Limits(max_parts=2, max_images=8, max_bytes=10**6))
     assert [b.items for b in batches] == [[0, 2], [1], [3]]
     assert [b.has_media for b in batches] == [False, True, False]
 
 
-def test_split_halves_a_batch_and_recounts_it():
+def test_split_halves_a_batch_and_recounts_it() -> None:
     parts = [prepare_part(Image(f"https://x.io/{i}.png")) for i in range(5)]
     batch = pack(parts, Limits(max_parts=20, max_images=8, max_bytes=10**6))[0]
     halves = split(batch, parts)
@@ -142,7 +151,7 @@ def test_split_halves_a_batch_and_recounts_it():
 
 
 @pytest.mark.parametrize("dialect", ["openai", "dashscope"])
-def test_data_uri_images_are_sent_as_given(make_client, dialect):
+def test_data_uri_images_are_sent_as_given(make_client: MakeClient, dialect: str) -> None:
     uri = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     service = FakeService(dialect=dialect)
     client = make_client(service, dialect=dialect)
@@ -150,7 +159,9 @@ def test_data_uri_images_are_sent_as_given(make_client, dialect):
     assert service.parts_sent == [{"image": uri}]
 
 
-def test_duplicates_get_their_own_copy_of_the_vector(make_client, service):
+def test_duplicates_get_their_own_copy_of_the_vector(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(service)
     result = client.embed(["same", "same"])
     assert result.vectors[0] == result.vectors[1]
@@ -158,7 +169,7 @@ def test_duplicates_get_their_own_copy_of_the_vector(make_client, service):
     assert result.vectors[1] == text_vector("same")
 
 
-def test_pil_images_are_equal_only_to_themselves():
+def test_pil_images_are_equal_only_to_themselves() -> None:
     from PIL import Image as PILImage
 
     first = PILImage.new("RGB", (2, 2))

@@ -6,11 +6,21 @@ import base64
 
 import httpx
 
-from _core_fakes import KEY, FakeService, png_bytes, text_vector, vector_for
+from _core_fakes import (
+    KEY,
+    FakeService,
+    MakeAsyncClient,
+    MakeClient,
+    png_bytes,
+    text_vector,
+    vector_for,
+)
 from tongyi_vision import Image, MultiImage, Video
 
 
-def test_openai_text_batch_is_a_list_of_strings(make_client, service):
+def test_openai_text_batch_is_a_list_of_strings(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(service)
     result = client.embed(["a red bicycle", "一辆红色自行车"])
 
@@ -25,7 +35,9 @@ def test_openai_text_batch_is_a_list_of_strings(make_client, service):
     assert result.vectors == [text_vector("a red bicycle"), text_vector("一辆红色自行车")]
 
 
-def test_openai_media_batch_is_a_native_part_list(make_client, service):
+def test_openai_media_batch_is_a_native_part_list(
+    make_client: MakeClient, service: FakeService
+) -> None:
     data = png_bytes()
     uri = "data:image/png;base64," + base64.b64encode(data).decode()
     client = make_client(service)
@@ -53,13 +65,13 @@ def test_openai_media_batch_is_a_native_part_list(make_client, service):
     ]
 
 
-def test_openai_dialect_sends_no_dimension(make_client, service):
+def test_openai_dialect_sends_no_dimension(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service, dimension=768)
     client.embed(["x"])
     assert service.seen[0].body == {"model": "tongyi-embedding-vision-flash", "input": ["x"]}
 
 
-def test_native_body_always_uses_contents_and_sends_the_dimension():
+def test_native_body_always_uses_contents_and_sends_the_dimension() -> None:
     service = FakeService(dialect="dashscope", dimension=256)
     transport = httpx.MockTransport(service)
     from tongyi_vision import Client
@@ -87,7 +99,7 @@ def test_native_body_always_uses_contents_and_sends_the_dimension():
     assert result.dimension == 256
 
 
-def test_native_body_without_dimension_has_no_parameters(make_client):
+def test_native_body_without_dimension_has_no_parameters(make_client: MakeClient) -> None:
     service = FakeService(dialect="dashscope")
     client = make_client(service, dialect="dashscope")
     client.embed(["t", Image("https://example.com/i.png")])
@@ -102,7 +114,9 @@ def test_native_body_without_dimension_has_no_parameters(make_client):
     assert len(bodies) == 2
 
 
-def test_headers_carry_the_key_and_the_callers_defaults(make_client, service):
+def test_headers_carry_the_key_and_the_callers_defaults(
+    make_client: MakeClient, service: FakeService
+) -> None:
     client = make_client(
         service,
         default_headers={"X-Team": "search", "authorization": "Bearer someone-else"},
@@ -115,7 +129,7 @@ def test_headers_carry_the_key_and_the_callers_defaults(make_client, service):
     assert headers["user-agent"].startswith("tongyi-vision/")
 
 
-def test_base_url_and_model_from_arguments(make_client, service):
+def test_base_url_and_model_from_arguments(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(
         service, base_url="http://127.0.0.1:9/gateway/", model="tongyi-embedding-vision-plus"
     )
@@ -126,7 +140,9 @@ def test_base_url_and_model_from_arguments(make_client, service):
     assert len(result.vectors[0]) == 1152
 
 
-async def test_async_client_sends_the_same_bodies(make_async_client, service):
+async def test_async_client_sends_the_same_bodies(
+    make_async_client: MakeAsyncClient, service: FakeService
+) -> None:
     client = make_async_client(service)
     result = await client.embed(["a", Image("https://example.com/x.png")])
     bodies = sorted((s.body for s in service.seen), key=lambda b: isinstance(b["input"], dict))
@@ -141,7 +157,9 @@ async def test_async_client_sends_the_same_bodies(make_async_client, service):
     assert service.seen[0].request.headers["authorization"] == f"Bearer {KEY}"
 
 
-async def test_async_client_accepts_an_async_handler(make_async_client, service):
+async def test_async_client_accepts_an_async_handler(
+    make_async_client: MakeAsyncClient, service: FakeService
+) -> None:
     async def handler(request: httpx.Request) -> httpx.Response:
         return service(request)
 
@@ -150,7 +168,7 @@ async def test_async_client_accepts_an_async_handler(make_async_client, service)
     assert result.vectors == [text_vector("one"), text_vector("two")]
 
 
-def test_shorthands_build_the_right_parts(make_client, service):
+def test_shorthands_build_the_right_parts(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service)
     client.embed_texts(["hello"])
     client.embed_images(["https://example.com/a.png", png_bytes()])
@@ -162,14 +180,14 @@ def test_shorthands_build_the_right_parts(make_client, service):
     assert sent[3] == {"video": "https://example.com/v.mp4"}
 
 
-def test_empty_call_sends_nothing(make_client, service):
+def test_empty_call_sends_nothing(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service)
     result = client.embed([])
     assert result.vectors == []
     assert service.seen == []
 
 
-def test_url_schemes_are_case_insensitive(make_client, service):
+def test_url_schemes_are_case_insensitive(make_client: MakeClient, service: FakeService) -> None:
     client = make_client(service)
     client.embed([Image("HTTPS://example.com/A.png"), Video("Http://example.com/v.mp4")])
     assert service.parts_sent == [

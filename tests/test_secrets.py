@@ -9,7 +9,7 @@ import pickle
 import httpx
 import pytest
 
-from _core_fakes import KEY, FakeService, error_response
+from _core_fakes import KEY, FakeService, MakeClient, Reply, error_response
 from tongyi_vision import (
     APIConnectionError,
     AsyncClient,
@@ -20,7 +20,7 @@ from tongyi_vision import (
 from tongyi_vision._config import Secret, resolve_settings
 
 
-def test_clients_repr_and_str_hide_the_key(make_client, service):
+def test_clients_repr_and_str_hide_the_key(make_client: MakeClient, service: FakeService) -> None:
     for client in (make_client(service), AsyncClient(api_key=KEY)):
         for text in (repr(client), str(client)):
             assert KEY not in text
@@ -28,7 +28,7 @@ def test_clients_repr_and_str_hide_the_key(make_client, service):
             assert "tongyi-embedding-vision-flash" in text
 
 
-def test_settings_and_secret_hide_the_key():
+def test_settings_and_secret_hide_the_key() -> None:
     settings = resolve_settings(
         api_key=KEY, base_url=None, model=None, dialect=None, dimension=None
     )
@@ -38,7 +38,7 @@ def test_settings_and_secret_hide_the_key():
     assert settings.api_key == Secret(KEY)
 
 
-def test_an_error_echoing_the_key_is_redacted(make_client):
+def test_an_error_echoing_the_key_is_redacted(make_client: MakeClient) -> None:
     service = FakeService(
         fail=lambda seen: error_response(
             401, code="InvalidApiKey", message=f"Invalid API-key provided: {KEY}"
@@ -53,7 +53,7 @@ def test_an_error_echoing_the_key_is_redacted(make_client):
     assert "Invalid API-key provided: **********" in str(error)
 
 
-def test_a_non_json_error_body_echoing_the_key_is_redacted(make_client):
+def test_a_non_json_error_body_echoing_the_key_is_redacted(make_client: MakeClient) -> None:
     service = FakeService(fail=lambda seen: httpx.Response(500, text=f"upstream said {KEY}"))
     client = make_client(service, max_retries=0)
     with pytest.raises(ServerError) as caught:
@@ -61,7 +61,7 @@ def test_a_non_json_error_body_echoing_the_key_is_redacted(make_client):
     assert KEY not in str(caught.value)
 
 
-def test_a_connection_error_echoing_the_key_is_redacted(make_client):
+def test_a_connection_error_echoing_the_key_is_redacted(make_client: MakeClient) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(f"proxy refused Bearer {KEY}", request=request)
 
@@ -71,8 +71,10 @@ def test_a_connection_error_echoing_the_key_is_redacted(make_client):
     assert KEY not in str(caught.value)
 
 
-def test_log_records_never_hold_the_key(make_client, caplog):
-    scripted = {
+def test_log_records_never_hold_the_key(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    scripted: dict[int, Reply] = {
         1: lambda seen: error_response(429, message=f"slow down {KEY}"),
         2: lambda seen: error_response(503, message=f"busy {KEY}"),
     }
@@ -92,7 +94,7 @@ def test_log_records_never_hold_the_key(make_client, caplog):
         assert KEY not in caplog.text
 
 
-def test_clients_cannot_be_pickled_or_copied(make_client, service):
+def test_clients_cannot_be_pickled_or_copied(make_client: MakeClient, service: FakeService) -> None:
     for client in (make_client(service), AsyncClient(api_key=KEY)):
         with pytest.raises(TypeError, match="cannot be pickled"):
             pickle.dumps(client)
@@ -100,7 +102,7 @@ def test_clients_cannot_be_pickled_or_copied(make_client, service):
             copy.copy(client)
 
 
-def test_secret_and_settings_cannot_be_pickled():
+def test_secret_and_settings_cannot_be_pickled() -> None:
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(Secret(KEY))
     settings = resolve_settings(
@@ -110,7 +112,7 @@ def test_secret_and_settings_cannot_be_pickled():
         pickle.dumps(settings)
 
 
-def test_errors_pickle_without_the_key(make_client):
+def test_errors_pickle_without_the_key(make_client: MakeClient) -> None:
     service = FakeService(fail=lambda seen: error_response(401, message=f"echo {KEY}"))
     client = make_client(service)
     with pytest.raises(AuthenticationError) as caught:
@@ -119,7 +121,7 @@ def test_errors_pickle_without_the_key(make_client):
     assert KEY.encode() not in data
 
 
-def test_client_made_from_environment_hides_the_key(monkeypatch):
+def test_client_made_from_environment_hides_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMPIRIOLABS_API_KEY", KEY)
     client = Client()
     try:

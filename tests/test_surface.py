@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 import tongyi_vision
-from _core_fakes import FakeService, error_response
+from _core_fakes import FakeService, MakeAsyncClient, MakeClient, error_response
 from tongyi_vision import AsyncClient, Client, ProgressEvent
 
 
-def test_progress_events_follow_the_call(make_client):
+def test_progress_events_follow_the_call(make_client: MakeClient) -> None:
     service = FakeService(script={2: lambda seen: error_response(503)})
     events: list[ProgressEvent] = []
     client = make_client(service, max_parts_per_request=4, max_concurrency=1)
@@ -27,14 +27,16 @@ def test_progress_events_follow_the_call(make_client):
     ]
 
 
-def test_client_and_call_progress_callbacks_both_hear(make_client, service):
+def test_client_and_call_progress_callbacks_both_hear(
+    make_client: MakeClient, service: FakeService
+) -> None:
     heard: list[str] = []
     client = make_client(service, progress=lambda e: heard.append("client"))
     client.embed(["a"], progress=lambda e: heard.append("call"))
     assert heard == ["call", "client"]
 
 
-async def test_async_progress(make_async_client, service):
+async def test_async_progress(make_async_client: MakeAsyncClient, service: FakeService) -> None:
     events: list[ProgressEvent] = []
     client = make_async_client(service, max_parts_per_request=2)
     await client.embed(["a", "b", "c", "d", "e"], progress=events.append)
@@ -43,7 +45,9 @@ async def test_async_progress(make_async_client, service):
     assert events[-1].requests_done == 3
 
 
-def test_progress_bar(make_client, service, capsys):
+def test_progress_bar(
+    make_client: MakeClient, service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
     client = make_client(service, show_progress=True, max_parts_per_request=1)
     result = client.embed(["a", "b", "c"])
     assert len(result.vectors) == 3
@@ -52,7 +56,9 @@ def test_progress_bar(make_client, service, capsys):
     assert "3/3" in err
 
 
-def test_a_progress_callback_that_raises_stops_the_call(make_client, service):
+def test_a_progress_callback_that_raises_stops_the_call(
+    make_client: MakeClient, service: FakeService
+) -> None:
     def explode(event: ProgressEvent) -> None:
         raise RuntimeError("callback broke")
 
@@ -80,13 +86,13 @@ def public_methods(cls: type) -> set[str]:
     }
 
 
-def test_sync_and_async_clients_have_the_same_public_methods():
+def test_sync_and_async_clients_have_the_same_public_methods() -> None:
     assert public_methods(Client) - {"close"} == public_methods(AsyncClient) - {"aclose"}
     assert {"embed", "embed_texts", "embed_images", "embed_videos"} <= public_methods(Client)
 
 
 @pytest.mark.parametrize(("sync_name", "async_name"), PAIRS)
-def test_sync_and_async_signatures_match(sync_name, async_name):
+def test_sync_and_async_signatures_match(sync_name: str, async_name: str) -> None:
     sync = inspect.signature(getattr(Client, sync_name))
     asynchronous = inspect.signature(getattr(AsyncClient, async_name))
     assert list(sync.parameters.values()) == list(asynchronous.parameters.values())
@@ -94,7 +100,7 @@ def test_sync_and_async_signatures_match(sync_name, async_name):
     assert not inspect.iscoroutinefunction(getattr(Client, sync_name))
 
 
-def test_constructors_match_except_for_the_http_client():
+def test_constructors_match_except_for_the_http_client() -> None:
     sync = dict(inspect.signature(Client.__init__).parameters)
     asynchronous = dict(inspect.signature(AsyncClient.__init__).parameters)
     assert sync.pop("http_client").annotation == "httpx.Client | None"
@@ -106,7 +112,7 @@ def test_constructors_match_except_for_the_http_client():
         assert name in sync
 
 
-def test_public_names_are_exported_and_documented():
+def test_public_names_are_exported_and_documented() -> None:
     for name in tongyi_vision.__all__:
         value = getattr(tongyi_vision, name)
         if inspect.isclass(value) or inspect.isfunction(value):
@@ -116,7 +122,7 @@ def test_public_names_are_exported_and_documented():
         assert inspect.getdoc(getattr(AsyncClient, name))
 
 
-def test_vectors_are_plain_python_floats(make_client):
+def test_vectors_are_plain_python_floats(make_client: MakeClient) -> None:
     service = FakeService(
         fail=lambda seen: httpx.Response(
             200, json={"data": [{"index": 0, "embedding": [1] * 768}], "usage": None}
@@ -127,7 +133,9 @@ def test_vectors_are_plain_python_floats(make_client):
     assert all(type(x) is float for x in vector)
 
 
-async def test_an_async_progress_callback_is_refused_before_sending(make_async_client, service):
+async def test_an_async_progress_callback_is_refused_before_sending(
+    make_async_client: MakeAsyncClient, service: FakeService
+) -> None:
     async def report(event: ProgressEvent) -> None:
         raise AssertionError("never called")
 

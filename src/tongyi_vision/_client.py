@@ -242,7 +242,7 @@ class _BaseClient:
         partial = call.partial(total, known)
         partial.usage = usage
         if call.error is not None:
-            call.error.partial = partial  # type: ignore[attr-defined]
+            call.error.partial = partial
             raise call.error
         vectors = partial.vectors
         if any(v is None for v in vectors):  # pragma: no cover - every batch succeeded

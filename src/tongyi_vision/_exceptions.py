@@ -44,7 +44,13 @@ if TYPE_CHECKING:
 
 
 class TongyiVisionError(Exception):
-    """Base of every error raised by tongyi-vision."""
+    """Base of every error raised by tongyi-vision.
+
+    An error that ends an ``embed`` call after some of its requests were sent
+    carries ``partial``: what the call had finished (see :class:`APIError`).
+    """
+
+    partial: PartialResult | None = None
 
 
 class ConfigurationError(TongyiVisionError, ValueError):
