@@ -13,12 +13,15 @@ from typing import Any
 import httpx
 import pytest
 from _llama_index_fakes import KEY, FakeService, part_vector, png_bytes, write_image
+from llama_index.core import Document
 from llama_index.core.callbacks import CallbackManager, LlamaDebugHandler
+from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.schema import ImageNode, MetadataMode, TextNode
 
 from tongyi_vision import BadRequestError, ConfigurationError, InputError, file_uri
-from tongyi_vision.llama_index import TongyiVisionEmbedding
+from tongyi_vision.llama_index import TongyiImageReader, TongyiVisionEmbedding
 
 MakeEmbedding = Callable[..., TongyiVisionEmbedding]
 FLASH = "tongyi-embedding-vision-flash"
@@ -406,3 +409,43 @@ def test_settings_come_from_the_environment_at_construction(
     assert embedding.to_payload()["dimension"] == 1152
     assert embedding.class_name() == "TongyiVisionEmbedding"
     embedding.close()
+
+
+# --- as a transformation of an ingestion pipeline ---
+
+
+def test_a_pipeline_embeds_image_nodes_as_images_and_texts_as_text(
+    make_embedding: MakeEmbedding, service: FakeService, tmp_path: Path
+) -> None:
+    embedding = make_embedding()
+    red, blue = png_bytes((200, 0, 0)), png_bytes((0, 0, 200))
+    path = tmp_path / "red.png"
+    path.write_bytes(red)
+    (from_reader,) = TongyiImageReader().load_data(path)
+    inline = ImageNode(image=base64.b64encode(blue).decode())
+    linked = ImageNode(image_url="https://example.com/cat.jpg")
+    text = TextNode(text="a red circle")
+
+    nodes = IngestionPipeline(transformations=[embedding]).run(
+        nodes=[from_reader, text, inline, linked]
+    )
+
+    assert [n.embedding for n in nodes] == [
+        part_vector({"image": data_uri(red)}),  # the image, not "file_name: red.png"
+        part_vector({"text": text.get_content(metadata_mode=MetadataMode.EMBED)}),
+        part_vector({"image": data_uri(blue)}),
+        part_vector({"image": "https://example.com/cat.jpg"}),  # the service fetches it
+    ]
+
+
+async def test_an_async_pipeline_embeds_image_nodes_as_images(
+    make_embedding: MakeEmbedding, service: FakeService, tmp_path: Path
+) -> None:
+    embedding = make_embedding()
+    path = write_image(tmp_path / "green.png", (0, 200, 0))
+    documents = [*TongyiImageReader().load_data(path), Document(text="some words")]
+
+    nodes = await IngestionPipeline(transformations=[embedding]).arun(documents=documents)
+
+    assert nodes[0].embedding == part_vector({"image": data_uri(path.read_bytes())})
+    assert nodes[1].embedding == part_vector({"text": "some words"})

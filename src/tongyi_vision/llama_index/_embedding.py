@@ -8,6 +8,7 @@ and :class:`tongyi_vision.AsyncClient`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import threading
@@ -25,7 +26,13 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingEndEvent,
     EmbeddingStartEvent,
 )
-from llama_index.core.schema import ImageType
+from llama_index.core.schema import (
+    BaseNode,
+    ImageDocument,
+    ImageNode,
+    ImageType,
+    MetadataMode,
+)
 
 from .._client import AsyncClient, Client
 from .._config import resolve_settings
@@ -416,6 +423,36 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
             "Generating image embeddings",
         )
 
+    # --- as a transformation (IngestionPipeline) ---
+    #
+    # BaseEmbedding embeds every node's text. For an image node that would embed its
+    # metadata ("file_name: cat.png"), and the index would then store that as the
+    # image's vector: image nodes get their image embedded instead.
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
+        texts, images = _split_nodes(nodes)
+        show_progress = bool(kwargs.get("show_progress", False))
+        text_vectors = self.get_text_embedding_batch(
+            [n.get_content(metadata_mode=MetadataMode.EMBED) for n in texts], **kwargs
+        )
+        image_vectors = self.get_image_embedding_batch(
+            [image for _, image in images], show_progress=show_progress
+        )
+        return _attach(nodes, texts, text_vectors, images, image_vectors)
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
+        texts, images = _split_nodes(nodes)
+        show_progress = bool(kwargs.get("show_progress", False))
+        text_vectors = await self.aget_text_embedding_batch(
+            [n.get_content(metadata_mode=MetadataMode.EMBED) for n in texts], **kwargs
+        )
+        image_vectors = await self.aget_image_embedding_batch(
+            [image for _, image in images], show_progress=show_progress
+        )
+        return _attach(nodes, texts, text_vectors, images, image_vectors)
+
     # --- video ---
 
     def get_video_embedding(self, video: VideoInput) -> Embedding:
@@ -485,6 +522,50 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
                 bar.batch_done(len(embeddings))
                 results.extend(embeddings)
         return results
+
+
+def _node_image(node: BaseNode) -> ImageType | None:
+    """What an image node or document shows, in a form the service takes; ``None`` for text.
+
+    A URL is passed on for the service to download (``resolve_image`` would fetch it here).
+    """
+    if not isinstance(node, (ImageNode, ImageDocument)):
+        return None
+    if node.image_path:
+        return node.image_path
+    if node.image_url:
+        return node.image_url
+    if node.image:
+        return io.BytesIO(base64.b64decode(node.image))
+    return None
+
+
+def _split_nodes(
+    nodes: Sequence[BaseNode],
+) -> tuple[list[BaseNode], list[tuple[BaseNode, ImageType]]]:
+    texts: list[BaseNode] = []
+    images: list[tuple[BaseNode, ImageType]] = []
+    for node in nodes:
+        image = _node_image(node)
+        if image is None:
+            texts.append(node)
+        else:
+            images.append((node, image))
+    return texts, images
+
+
+def _attach(
+    nodes: Sequence[BaseNode],
+    texts: list[BaseNode],
+    text_vectors: list[Embedding],
+    images: list[tuple[BaseNode, ImageType]],
+    image_vectors: list[Embedding],
+) -> Sequence[BaseNode]:
+    for node, vector in zip(texts, text_vectors, strict=True):
+        node.embedding = vector
+    for (node, _), vector in zip(images, image_vectors, strict=True):
+        node.embedding = vector
+    return nodes
 
 
 async def _close_on_loop_shutdown(client: AsyncClient) -> AsyncGenerator[None, None]:
