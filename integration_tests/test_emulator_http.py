@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -324,3 +325,25 @@ def test_serve_subcommand_help() -> None:
     assert done.returncode == 0
     for flag in ("--latency", "--max-concurrency", "--rpm", "--fail-rate", "--usage-shape"):
         assert flag in done.stdout
+
+
+def test_running_emulator_in_process(tmp_path: Path, make_image: Callable[..., bytes]) -> None:
+    import threading
+
+    from tongyi_vision import Client, Image
+    from tongyi_vision.emulator import running_emulator
+
+    (tmp_path / "a.png").write_bytes(make_image(8, fmt="PNG"))
+    before = {t.name for t in threading.enumerate()}
+    with running_emulator(
+        api_key="k", latency="0-0.01", media_roots={"http://pics.test/": tmp_path}
+    ) as url:
+        assert url.startswith("http://127.0.0.1:")
+        with Client("k", base_url=url) as client:
+            mapped, inline = client.embed(
+                [Image("http://pics.test/a.png"), Image(make_image(8, fmt="PNG"))]
+            ).vectors
+        assert mapped == inline
+    assert "tongyi-vision-emulator" not in {t.name for t in threading.enumerate()} - before
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url + "/healthz", timeout=2)
