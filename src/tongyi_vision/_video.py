@@ -233,7 +233,11 @@ class Video:
     def _description(self) -> str:
         if isinstance(self.source, bytes):
             return f"<{len(self.source):,} bytes of video>"
-        return describe(os.fspath(self.source))
+        text = os.fspath(self.source)
+        if text.startswith("data:") or _is_url(text):
+            return describe(text)
+        # Keep the end of a long path: the file name says more than the folders above it.
+        return repr(text if len(text) <= 72 else "..." + text[-69:])
 
     def prepare(self) -> Prepared:
         """Check the video and return how to load it; raises :class:`InputError` subclasses."""
