@@ -383,16 +383,19 @@ def run_demo(args: argparse.Namespace) -> int:
         report.say(f"backend: {backend.description}")
         if backend.emulated:
             report.say(
-                "  note: the emulator's vectors are deterministic and content-derived "
-                "(pixels for images, words for texts), NOT semantic: image-to-image and "
-                "text-to-text rankings are meaningful, text-to-image ones are not. "
-                "Set EMPIRIOLABS_API_KEY to run against the real model."
+                "  note: the emulator's vectors are deterministic and content-derived (pixels "
+                "for images and video, words for texts), NOT semantic:"
             )
+            report.say(
+                "  image-to-image, image-to-video and text-to-text rankings are meaningful, "
+                "text-to-image and text-to-video ones are not."
+            )
+            report.say("  Set EMPIRIOLABS_API_KEY to run the same against the real model.")
         samples = _make_samples(Path(tmp), with_video=not args.no_video)
         made = f"{len(samples.images)} images, {len(samples.texts)} texts"
         if samples.video is not None:
             made += f", 1 video of {VIDEO_SECONDS:g} s (clips of {CLIP_SECONDS:g} s)"
-        report.say(f"samples: {made}, generated in {tmp}")
+        report.say(f"samples: {made}, drawn in {tmp} (removed at the end)")
         report.say()
         langchain_usage = _langchain(report, backend, args, samples)
         report.say()
