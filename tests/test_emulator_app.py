@@ -322,8 +322,12 @@ async def test_injected_faults(http: httpx.AsyncClient) -> None:
     assert stats["billed_parts"] == 0
 
 
-def test_missing_server_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "uvicorn", None)
+@pytest.mark.parametrize(("module", "package"), [("starlette", "starlette"), ("PIL", "Pillow")])
+def test_missing_server_packages_name_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str, package: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(MissingDependencyError) as caught:
         require_server()
+    assert caught.value.package == package
     assert "tongyi-vision[emulator]" in str(caught.value)

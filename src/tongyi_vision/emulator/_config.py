@@ -18,10 +18,11 @@ DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
 
 
 def require_server() -> None:
-    """Raise :class:`~tongyi_vision.MissingDependencyError` unless starlette and uvicorn import."""
-    for package in ("starlette", "uvicorn"):
+    """Raise :class:`~tongyi_vision.MissingDependencyError` unless the ``emulator`` extra
+    (starlette, uvicorn, Pillow) is installed."""
+    for module, package in (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("PIL", "Pillow")):
         try:
-            __import__(package)
+            __import__(module)
         except ImportError as exc:
             raise MissingDependencyError(package, "emulator", "The emulator") from exc
 
