@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from llama_index.core import Document, StorageContext, load_index_from_storage
 from llama_index.core.indices import MultiModalVectorStoreIndex
+from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import ImageNode, NodeWithScore
 from PIL import Image as PILImage
@@ -313,3 +314,20 @@ def test_async_methods_on_fresh_event_loops_close_their_connections(
 
     assert second[0] == first
     assert embedding.usage.requests == 2
+
+
+def test_an_ingestion_pipeline_embeds_images_as_images_for_the_index(
+    embedding: TongyiVisionEmbedding, pictures: Path
+) -> None:
+    documents = [*TongyiImageReader().load_data(pictures), *(Document(text=t) for t in TEXTS)]
+    pipeline = IngestionPipeline(transformations=[SentenceSplitter(), embedding])
+
+    nodes = pipeline.run(documents=documents)
+    requests_after_pipeline = embedding.usage.requests
+    index = MultiModalVectorStoreIndex(nodes, embed_model=embedding, image_embed_model=embedding)
+
+    assert embedding.usage.requests == requests_after_pipeline  # the index kept those vectors
+    results = index.as_retriever(image_similarity_top_k=1).image_to_image_retrieve(
+        query_image(pictures, "blue-square.png")
+    )
+    assert file_names(results) == ["blue-square.png"]
