@@ -18,7 +18,6 @@ import queue
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,7 +92,7 @@ def launch_emulator(
     if media_dir is not None:
         command += ["--media-root", f"{MEDIA_URL}={media_dir}"]
     command += list(args)
-    log_path = Path(tempfile.mkstemp(prefix="emulator-", suffix=".log", dir=workdir)[1])
+    log_path = workdir / f"emulator-{len(list(workdir.glob('emulator-*.log')))}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=workdir
