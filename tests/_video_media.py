@@ -70,3 +70,25 @@ def pixel(jpeg: bytes, xy: tuple[int, int] = (4, 4)) -> tuple[int, int, int]:
 
 def near(colour: tuple[int, int, int], expected: tuple[int, int, int], slack: int = 24) -> bool:
     return all(abs(a - b) <= slack for a, b in zip(colour, expected, strict=True))
+
+
+def anamorphic(target: Path, aspect: tuple[int, int] = (2, 1)) -> Path:
+    """Two seconds of 320x240 video whose pixels are twice as wide as they are tall."""
+    from fractions import Fraction
+
+    import av
+    from PIL import Image
+
+    with av.open(str(target), "w") as output:
+        stream = output.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(*aspect)
+        picture = Image.new("RGB", (320, 240), RED)
+        for index in range(10):
+            frame = av.VideoFrame.from_image(picture)  # type: ignore[no-untyped-call]
+            frame.pts = index
+            for packet in stream.encode(frame):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    return target

@@ -19,6 +19,7 @@ import pytest
 from _video_media import (
     BLUE,
     RED,
+    anamorphic,
     audio_only,
     garbage_after_header,
     near,
@@ -157,6 +158,12 @@ def test_frames_are_scaled_to_1024_pixels_and_within_the_image_limit(hd_video: P
         with PILImage.open(io.BytesIO(frame.jpeg)) as image:
             assert image.format == "JPEG"
             assert image.size == (1024, 576) == (frame.width, frame.height)
+
+
+def test_anamorphic_frames_are_shown_at_their_display_shape(tmp_path: Path) -> None:
+    wide = anamorphic(tmp_path / "wide.mp4")
+    (frame,) = sample_frames(wide, count=1)
+    assert (frame.width, frame.height) == (640, 240)
 
 
 def test_sampling_is_deterministic(video: Path) -> None:

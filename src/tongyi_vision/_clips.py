@@ -177,6 +177,13 @@ class _Opened:
     def error_types(self) -> tuple[type[BaseException], ...]:
         return (self._av.error.FFmpegError, OSError, ValueError)
 
+    def pixel_aspect(self) -> float:
+        """Width of a pixel over its height: not 1 for anamorphic video (DVDs, some cameras)."""
+        ratio = self.stream.sample_aspect_ratio or self.stream.codec_context.sample_aspect_ratio
+        value = float(ratio) if ratio else 1.0
+        # Unknown (0) or absurd values: show the pixels as they are.
+        return value if 0.2 <= value <= 5.0 else 1.0
+
     def fps(self) -> float | None:
         rate = self.stream.average_rate or self.stream.guessed_rate
         return float(rate) if rate else None
@@ -327,8 +334,10 @@ def sample_frames(
         bound = last + tolerance if last >= duration else last - 1e-6
         targets = sample_times(first, last, count)
 
+        aspect = opened.pixel_aspect()
+
         def convert(time: float, frame: Any) -> SampledFrame:
-            return _encode_frame(time, frame, max_side, max_bytes)
+            return _encode_frame(time, frame, max_side, max_bytes, aspect)
 
         picked, overshot = _pick_frames(
             opened, targets, first, bound, tolerance, convert, seek=True
@@ -398,10 +407,13 @@ def _pick_frames(
     return picked, False
 
 
-def _encode_frame(time: float, frame: Any, max_side: int, max_bytes: int) -> SampledFrame:
+def _encode_frame(
+    time: float, frame: Any, max_side: int, max_bytes: int, aspect: float = 1.0
+) -> SampledFrame:
     from PIL import Image as PILImageModule
 
-    width, height = int(frame.width), int(frame.height)
+    # The shape a player shows: anamorphic pixels are stretched to square ones.
+    width, height = max(1, round(int(frame.width) * aspect)), int(frame.height)
     scale = min(1.0, max_side / max(width, height))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     image = frame.to_image(width=size[0], height=size[1])
