@@ -17,6 +17,18 @@ from _core_fakes import CONFIG_VARS, KEY, AsyncSleeps, FakeService, Sleeps
 from tongyi_vision import AsyncClient, Client
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``--disable-socket``, still allow Unix sockets: asyncio's event loop wakes itself
+    through a socketpair, so async tests cannot run without them. Network sockets stay
+    blocked (the same policy as ``--allow-unix-socket``, made the default here)."""
+    from pytest_socket import _STASH_KEY
+
+    socket_config = config.stash.get(_STASH_KEY, None)
+    if socket_config is not None:
+        socket_config.allow_unix_socket = True
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts without the configuration variables of a developer's shell."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import httpx
+import pytest
 
 from _core_fakes import (
     KEY,
@@ -194,3 +195,15 @@ def test_url_schemes_are_case_insensitive(make_client: MakeClient, service: Fake
         {"image": "HTTPS://example.com/A.png"},
         {"video": "Http://example.com/v.mp4"},
     ]
+
+
+def test_network_sockets_stay_blocked(pytestconfig: pytest.Config) -> None:
+    import socket
+
+    from pytest_socket import SocketBlockedError
+
+    if not pytestconfig.getoption("--disable-socket"):
+        pytest.skip("run with --disable-socket, as the unit-test command does")
+    # pytest-socket warns as it refuses
+    with pytest.warns(UserWarning, match="socket"), pytest.raises(SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)
