@@ -5,8 +5,10 @@ a generator (:meth:`Call.run_batch`) that yields *effects*: build the body
 (:class:`Load`), send it (:class:`Send`), wait (:class:`Sleep`). The sync
 client runs those generators on worker threads, the async client on tasks;
 both take work with :meth:`Call.try_take` and give it back with
-:meth:`Call.finish` under their own lock, so concurrency, retry, backoff,
-rate-limit adaptation, splitting and failure handling are the same code.
+:meth:`Call.finish` under the client's lock (a condition per client, so the
+slots of :class:`AdaptiveLimit` are shared by every call on it), so
+concurrency, retry, backoff, rate-limit adaptation, splitting and failure
+handling are the same code.
 """
 
 from __future__ import annotations
