@@ -189,6 +189,9 @@ def test_concurrent_calls_on_one_sync_client_share_max_concurrency(make_client: 
     # two calls of eight requests each, but never more than four in flight between them
     assert counter.peak == 4
     assert client._limit.in_flight == 0
+    # both calls' usage reached the client's total
+    assert client.usage.requests == 16
+    assert client.usage.prompt_tokens == 160
 
 
 async def test_concurrent_calls_on_one_async_client_share_max_concurrency(
