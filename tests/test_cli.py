@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import itertools
 import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -331,6 +333,37 @@ def test_embed_writes_a_header_and_one_record_per_item(
     assert text["vector"] == fake_vector({"text": text["metadata"]["text"]})
     assert "embedded 12 items (6 text, 6 image)" in stdout
     assert "failed: 0" in stdout and "usage: 60 tokens" in stdout
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so that tqdm draws its bar."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_runs_on_a_terminal_and_not_in_a_log(
+    monkeypatch: pytest.MonkeyPatch, fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert (
+        cli.main(["embed", str(samples), "--out", str(tmp_path / "a.jsonl"), "--chunk-size", "5"])
+        == 0
+    )
+    assert "embed: 100%" in terminal.getvalue() and "12/12" in terminal.getvalue()
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    assert cli.main(["embed", str(samples), "--out", str(tmp_path / "b.jsonl")]) == 0
+    assert log.getvalue() == ""
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert (
+        cli.main(["embed", str(samples), "--out", str(tmp_path / "c.jsonl"), "--no-progress"]) == 0
+    )
+    assert terminal.getvalue() == ""
 
 
 def test_rerun_sends_nothing_and_changed_files_are_sent_again(

@@ -95,11 +95,12 @@ def _backend(args: argparse.Namespace) -> Iterator[Backend]:
 
     with running_emulator(api_key=DEMO_KEY) as url:
         reason = "--emulator given" if args.emulator else "no API key set"
+        dialect = args.dialect or "openai"
         yield Backend(
-            f"the bundled emulator at {url} ({reason})",
+            f"the bundled emulator at {url} ({dialect} dialect; {reason})",
             DEMO_KEY,
             url,
-            args.dialect or "openai",
+            dialect,
             emulated=True,
         )
 
