@@ -12,6 +12,7 @@ import hashlib
 import io
 import itertools
 import json
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -174,6 +175,24 @@ def test_parser_reads_embed_options() -> None:
     )
     assert (args.base_url, args.max_concurrency) == ("http://127.0.0.1:9", 3)
     assert (args.clip_seconds, args.on_error, args.chunk_size) == (2.5, "stop", 64)
+
+
+def test_help_imports_no_optional_dependency() -> None:
+    code = (
+        "import sys\n"
+        "from tongyi_vision import cli\n"
+        "try:\n"
+        "    cli.main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('langchain_core', 'llama_index', 'PIL', 'av', 'tqdm', 'uvicorn', 'starlette')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "             or m.startswith('tongyi_vision.emulator')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 # --- exit codes and one-line errors ---
@@ -465,8 +484,9 @@ def test_a_failed_chunk_keeps_what_finished_and_a_rerun_sends_only_the_rest(
     assert len(ids) == len(set(ids)) == 12
 
 
+@pytest.mark.parametrize("chunk_size", ["64", "1"])
 def test_on_error_skip_isolates_a_refused_part(
-    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path, chunk_size: str
 ) -> None:
     poison = "The recipe needs two cups of flour, one egg and a pinch of salt."
 
@@ -477,7 +497,7 @@ def test_on_error_skip_isolates_a_refused_part(
 
     fake.fail = moderate
     out = tmp_path / "index.jsonl"
-    code, stdout, err = run(capsys, "embed", samples, "--out", out)
+    code, stdout, err = run(capsys, "embed", samples, "--out", out, "--chunk-size", chunk_size)
     assert code == 4  # something failed, and it was the service that refused it
     ids = {r["id"] for r in records(out)[1:]}
     assert len(ids) == 11

@@ -653,8 +653,9 @@ class Embedder:
             )
             if self.on_error == "stop" or not isinstance(exc, _ITEM_ERRORS):
                 raise
-            failed = set(exc.part_indexes)
             missing = [i for i, v in enumerate(finished) if v is None]
+            # The parts of the refused request; all missing ones if the error does not say.
+            failed = set(exc.part_indexes).intersection(missing) or set(missing)
             suspects = [items[i] for i in missing if i in failed]
             if len(suspects) == 1:
                 self._fail(suspects[0], exc)
