@@ -388,6 +388,14 @@ def test_importing_the_package_loads_neither_pyav_nor_pillow() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+    # The adapters' video modules do not load PyAV either (LlamaIndex itself loads Pillow).
+    code = (
+        "import sys, tongyi_vision.langchain, tongyi_vision.llama_index; print('av' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
 
 
 # --- through the client ---
