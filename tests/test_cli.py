@@ -39,19 +39,20 @@ from tongyi_vision._samples import write_sample_images, write_sample_texts
 DIMENSION = 768
 
 
-def fake_vector(content: Any) -> list[float]:
+def fake_vector(content: Any, dimension: int = DIMENSION) -> list[float]:
     """A deterministic vector per part content: equal parts, equal vectors."""
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
-    return [(digest[i % 32] - 127.5) / 128 + (i % 7) / 100 for i in range(DIMENSION)]
+    return [(digest[i % 32] - 127.5) / 128 + (i % 7) / 100 for i in range(dimension)]
 
 
 @dataclass
 class Fake:
-    """The openai-dialect endpoint; ``fail`` may answer a request (by number) with an error."""
+    """The service in both dialects; ``fail`` may answer a request (by number) with an error."""
 
     fail: Callable[[int, list[Any]], httpx.Response | None] | None = None
     requests: int = 0
     parts: list[Any] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -67,11 +68,24 @@ class Fake:
                 return refused
         with self.lock:
             self.parts.extend(contents)
+            self.paths.append(request.url.path)
+        tokens = 5 * len(contents)
+        if request.url.path.endswith("/multimodal-embedding"):
+            dimension = body.get("parameters", {}).get("dimension", DIMENSION)
+            embeddings = [
+                {"index": i, "embedding": fake_vector(c, dimension), "type": "text"}
+                for i, c in enumerate(contents)
+            ]
+            native = {"input_tokens": tokens, "total_tokens": tokens}
+            return httpx.Response(
+                200,
+                json={"output": {"embeddings": embeddings}, "usage": native, "request_id": "r"},
+            )
         data = [
             {"object": "embedding", "index": i, "embedding": fake_vector(c)}
             for i, c in enumerate(contents)
         ]
-        usage = {"prompt_tokens": 5 * len(contents), "total_tokens": 5 * len(contents)}
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return httpx.Response(
             200, json={"object": "list", "data": data, "model": body["model"], "usage": usage}
         )
@@ -404,6 +418,36 @@ def test_rerun_sends_nothing_and_changed_files_are_sent_again(
     assert len(index.records) == 12
     changed = index.records[str((samples / "texts" / "text-2.txt").resolve())]
     assert changed["metadata"]["text"] == "Something else entirely."
+
+
+def test_an_index_keeps_its_dialect_and_vector_size(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    texts = samples / "texts"
+    code, _, err = run(
+        capsys, "embed", texts, "--out", out, "--dialect", "dashscope", "--dimension", "256"
+    )
+    assert code == 0, err
+    header = records(out)[0]
+    assert (header["dialect"], header["dimension"]) == ("dashscope", 256)
+    assert all(len(r["vector"]) == 256 for r in records(out)[1:])
+
+    (texts / "extra.txt").write_text("One more note.")
+    code, _, err = run(capsys, "embed", texts, "--out", out)  # no --dialect, no --dimension
+    assert code == 0, err
+    assert fake.parts[-1] == {"text": "One more note."}
+    assert fake.paths[-1].endswith("/multimodal-embedding")
+
+    code, out_text, err = run(capsys, "search", out, "One more note.", "-k", "1")
+    assert code == 0, err
+    assert "extra.txt" in out_text and "+1.0000" in out_text
+    assert fake.paths[-1].endswith("/multimodal-embedding")
+
+    code, _, err = run(
+        capsys, "embed", texts, "--out", out, "--dimension", "512", "--dialect", "dashscope"
+    )
+    assert code == 3 and "256-dimensional" in err
 
 
 def test_long_text_files_are_split_into_chunks_within_the_limit(

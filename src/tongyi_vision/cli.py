@@ -391,7 +391,13 @@ def _run_embed(args: argparse.Namespace) -> int:
                 "use the same --model or another --out",
                 part=str(out),
             )
-    client = _client(args, model=model)
+    overrides: dict[str, Any] = {"model": model}
+    if index is not None:
+        # Going on with an index: its dialect and vector size unless told otherwise.
+        overrides["dialect"] = _dialect(args, index.header.dialect)
+        if args.dimension is None:
+            overrides["dimension"] = _dimension_option(index.header.model, index.header.dimension)
+    client = _client(args, **overrides)
     with client:
         dimension = client.dimension
         if index is not None and dimension is not None and dimension != index.header.dimension:
@@ -502,7 +508,7 @@ def _run_search(args: argparse.Namespace) -> int:
     client = _client(
         args,
         model=header.model,
-        dialect=args.dialect or header.dialect,
+        dialect=_dialect(args, header.dialect),
         dimension=_dimension_option(header.model, header.dimension),
     )
     with client:
@@ -539,6 +545,11 @@ def _run_search(args: argparse.Namespace) -> int:
             f"{rank:>3}. {hit.score:+.4f}  {hit.record.get('kind', '?'):<5}  {_label(hit.record)}"
         )
     return EXIT_OK
+
+
+def _dialect(args: argparse.Namespace, of_index: str) -> str:
+    """``--dialect``, else ``TONGYI_VISION_DIALECT``, else the dialect the index was made with."""
+    return str(args.dialect or os.environ.get("TONGYI_VISION_DIALECT") or of_index)
 
 
 def _dimension_option(model: str, dimension: int) -> int | None:
