@@ -311,3 +311,28 @@ async def test_the_native_dialect_with_a_smaller_dimension(emulator: Any, media:
 
     assert len(query) == 256
     assert stem(found[0]) == "blue-square"
+
+
+# --- video ---
+
+
+def test_a_local_video_embeds_the_same_through_embed_video_and_a_reference(
+    embeddings: TongyiVisionEmbeddings, tmp_path: Path
+) -> None:
+    av = pytest.importorskip("av")
+    path = tmp_path / "fade.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for step in range(15):
+            frame = av.VideoFrame.from_image(PILImage.new("RGB", (64, 64), (step * 15, 0, 90)))
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+    (direct,) = embeddings.embed_video([str(path)])
+    (by_reference,) = embeddings.embed_documents([file_uri(str(path))])
+    (as_text,) = embeddings.embed_documents([str(path)])
+
+    assert len(direct) == 768
+    assert cosine(direct, by_reference) == pytest.approx(1.0)
+    assert cosine(direct, as_text) < 0.5
