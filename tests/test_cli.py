@@ -511,12 +511,14 @@ def test_a_failed_chunk_keeps_what_finished_and_a_rerun_sends_only_the_rest(
     fake.fail = lambda number, contents: (
         error(503, "busy", "ServiceUnavailable") if number == 3 else None
     )
-    code, _, err = run(
+    code, stdout, err = run(
         capsys, "embed", samples, "--out", out, "--chunk-size", "4", "--max-concurrency", "1"
     )
     assert code == 4 and "busy" in err
     saved = {r["id"] for r in records(out)[1:]}
     assert 0 < len(saved) < 12
+    # The summary still says what the index holds and what it cost.
+    assert f"embedded {len(saved)} items" in stdout and "usage:" in stdout
     first_parts = len(fake.parts)
 
     fake.fail = None

@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._client import Client
     from ._index import Failure
     from ._types import Usage
 
@@ -361,7 +362,7 @@ def _graceful_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _client(args: argparse.Namespace, **overrides: Any) -> Any:
+def _client(args: argparse.Namespace, **overrides: Any) -> Client:
     from ._client import Client
 
     settings = {
@@ -415,25 +416,27 @@ def _run_embed(args: argparse.Namespace) -> int:
         header = Header(client.model, dimension or 0, client.dialect)
         out.parent.mkdir(parents=True, exist_ok=True)
         writer = IndexWriter(out, header, new=index is None)
-        try:
-            with _graceful_interrupt() as should_stop:
-                embedder = Embedder(
-                    client,
-                    writer,
-                    on_error=args.on_error,
-                    chunk_size=args.chunk_size,
-                    reporter=bar,
-                    should_stop=should_stop,
+        with _graceful_interrupt() as should_stop:
+            embedder = Embedder(
+                client,
+                writer,
+                on_error=args.on_error,
+                chunk_size=args.chunk_size,
+                reporter=bar,
+                should_stop=should_stop,
+            )
+            try:
+                embedder.embed(collected.items, index)
+            finally:
+                # Also when a failure stops the run: say what the index holds and what it cost.
+                bar.close()
+                writer.close()
+                run = embedder.run
+                failures = collected.failures + run.failures
+                _print_embed_summary(
+                    out, run.embedded, run.already_done, failures, collected.ignored
                 )
-                try:
-                    run = embedder.embed(collected.items, index)
-                finally:
-                    bar.close()
-        finally:
-            writer.close()
-        failures = collected.failures + run.failures
-        _print_embed_summary(out, run.embedded, run.already_done, failures, collected.ignored)
-        _print_usage(client.usage)
+                _print_usage(client.usage)
     if run.stopped:
         _fail("interrupted; the index keeps every finished chunk: run the same command to go on")
         return EXIT_INTERRUPTED
