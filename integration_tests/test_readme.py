@@ -2,8 +2,8 @@
 
 Each block runs in its own interpreter, in a folder holding the files the README
 names (``photos/bike.jpg``, ``front.jpg``, ``back.jpg``), with the environment
-pointing the clients at the session's emulator. Shell blocks are checked too:
-each ``tongyi-vision`` command they show must parse.
+pointing the clients at the session's emulator. Shell blocks of the README and
+every docs page are checked too: each ``tongyi-vision`` command they show must parse.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 HEADING = re.compile(r"^#+ (.+)$", re.MULTILINE)
 
 
-def blocks(language: str) -> list[tuple[str, str]]:
+def blocks(language: str, pages: tuple[Path, ...] = PAGES) -> list[tuple[str, str]]:
     """``(page: heading above it, code)`` of each fenced block in ``language``."""
     found = []
-    for page in PAGES:
+    for page in pages:
         text = page.read_text(encoding="utf-8")
         for match in FENCE.finditer(text):
             if match.group(1) != language:
@@ -87,13 +87,14 @@ def test_python_block_runs(code: str, emulator: RunningEmulator, workdir: Path) 
         assert emulator.stats()["succeeded"] > before
 
 
-def test_shell_commands_of_the_readme_parse() -> None:
+def test_shell_commands_of_the_readme_and_docs_parse() -> None:
     commands = []
-    for _, code in blocks("bash"):
-        for line in code.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line.startswith("tongyi-vision "):
-                commands.append(shlex.split(line)[1:])
+    every_page = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+    for _, code in blocks("bash", every_page):
+        for line in code.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["tongyi-vision"]:
+                commands.append(words[1:])
     assert commands
     parser = build_parser()
     for argv in commands:
