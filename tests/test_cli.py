@@ -615,6 +615,20 @@ def test_an_interrupt_request_stops_after_the_chunk_in_flight(
     assert len(read_index(out).records) == 10
 
 
+def test_videos_without_the_video_extra_are_skipped_not_fatal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tongyi_vision import _clips
+
+    monkeypatch.setattr(_clips, "video_decoding_available", lambda: False)
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    (tmp_path / "note.txt").write_text("a note")
+    collected = collect_items([tmp_path])
+    assert [i.kind for i in collected.items] == ["text"]
+    [failure] = collected.failures
+    assert failure.id.endswith("clip.mp4") and "tongyi-vision[video]" in str(failure.error)
+
+
 def test_files_in_folders_that_are_not_media_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("hello")
     (tmp_path / "b.csv").write_text("x,y")

@@ -476,8 +476,6 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 def _video_items(
     path: Path, source: str, video_format: str, clip_seconds: float | None
 ) -> list[Item]:
-    from ._video import Video
-
     sha = _sha256(path)
     base: dict[str, Any] = {
         "file_name": path.name,
@@ -486,8 +484,11 @@ def _video_items(
     }
     clips = _clips(path, clip_seconds)
     if clips is None:
-        # Without PyAV the core decides what a local video can become (and says why not).
-        return [Item(source, source, "video", sha, base, lambda: Video(path))]
+        # Skip this file rather than stop the run at the first video.
+        raise UnsupportedMediaError(
+            "local videos are decoded with PyAV: pip install 'tongyi-vision[video]'",
+            part=str(path),
+        )
     items = []
     for clip in clips:
         metadata = {
