@@ -252,7 +252,7 @@ def _start_embed(folder: Path, index: Path, server: RunningEmulator) -> subproce
 def test_killed_embed_resumes_with_every_item_once(
     start_emulator: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
-    server = start_emulator("--latency", "0.1")
+    server = start_emulator("--latency", "0.25")
     folder = tmp_path / "notes"
     _write_texts(folder, NOTES)
     index = tmp_path / "index.jsonl"
@@ -274,7 +274,7 @@ def test_killed_embed_resumes_with_every_item_once(
 def test_ctrl_c_saves_the_chunk_in_flight_and_nothing_is_billed_twice(
     start_emulator: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
-    server = start_emulator("--latency", "0.1")
+    server = start_emulator("--latency", "0.25")
     folder = tmp_path / "notes"
     _write_texts(folder, NOTES)
     index = tmp_path / "index.jsonl"
