@@ -1,4 +1,4 @@
-"""TongyiImageLoader, TongyiImageParser and the simple TongyiVideoLoader, on files made here."""
+"""TongyiImageLoader and TongyiImageParser, on files made here."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from tongyi_vision.langchain import (
 )
 
 # The simple one-document-per-file loader; the package may export a clip-aware one instead.
-from tongyi_vision.langchain._loaders import TongyiVideoLoader
 
 RED = (220, 30, 40)
 MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2mp41" + b"\x00" * 64
@@ -248,31 +247,6 @@ def test_the_parser_reads_blobs_from_any_blob_loader(folder: Path) -> None:
     assert in_memory.page_content == "data:image/png;base64," + base64.b64encode(data).decode()
     assert in_memory.metadata["source"] == "upload-7"
     assert (in_memory.metadata["width"], in_memory.metadata["height"]) == (20, 10)
-
-
-def test_the_video_loader_gives_one_document_per_video_file(tmp_path: Path) -> None:
-    (tmp_path / "clip.mp4").write_bytes(MP4_HEAD)
-    (tmp_path / "cover.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-
-    with pytest.warns(SkippedMediaWarning, match=r"cover\.png.*not a video"):
-        documents = TongyiVideoLoader(tmp_path).load()
-
-    (document,) = documents
-    assert document.page_content == file_uri(str(tmp_path / "clip.mp4"))
-    assert document.metadata == {
-        "source": str(tmp_path / "clip.mp4"),
-        "mime_type": "video/mp4",
-        "bytes": len(MP4_HEAD),
-    }
-
-
-def test_the_video_loader_can_inline_the_file(tmp_path: Path) -> None:
-    (tmp_path / "clip.mp4").write_bytes(MP4_HEAD)
-
-    (document,) = TongyiVideoLoader(tmp_path / "clip.mp4", as_data_uri=True).load()
-
-    assert document.page_content.startswith("data:video/mp4;base64,")
-    assert base64.b64decode(document.page_content.split(",", 1)[1]) == MP4_HEAD
 
 
 def test_a_broken_link_is_reported_and_a_linked_folder_is_not_followed(tmp_path: Path) -> None:

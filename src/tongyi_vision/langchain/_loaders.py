@@ -27,7 +27,7 @@ from .._exceptions import (
     TongyiVisionError,
     UnsupportedMediaError,
 )
-from .._limits import IMAGE_MIME_TYPES, VIDEO_MIME_TYPES, sniff_image_format, sniff_video_format
+from .._limits import IMAGE_MIME_TYPES, sniff_image_format
 from .._references import file_uri
 
 OnError = Literal["warn", "raise", "ignore"]
@@ -147,20 +147,6 @@ class TongyiImageParser(_MediaParser):
         return {"width": width, "height": height}
 
 
-class _VideoParser(_MediaParser):
-    """One document per video file, recognised by its container's first bytes."""
-
-    kind = "video"
-
-    def _mime_type(self, head: bytes, source: str) -> str:
-        fmt = sniff_video_format(head)
-        if fmt is None:
-            raise UnsupportedMediaError(
-                f"is not a video ({', '.join(sorted(VIDEO_MIME_TYPES))})", part=source
-            )
-        return VIDEO_MIME_TYPES[fmt]
-
-
 class _MediaLoader(BaseLoader):
     def __init__(
         self,
@@ -260,33 +246,6 @@ class TongyiImageLoader(_MediaLoader):
     ) -> None:
         super().__init__(
             TongyiImageParser(as_data_uri=as_data_uri, on_error=on_error),
-            path,
-            glob=glob,
-            recursive=recursive,
-        )
-
-
-class TongyiVideoLoader(_MediaLoader):
-    """Loads video files from a file, a folder, a glob pattern, or a list of them, lazily.
-
-    One document per video file; its text is the file's ``file://`` URI (or a
-    ``data:`` URI with ``as_data_uri=True``); metadata ``source``,
-    ``mime_type`` and ``bytes``. Arguments as for :class:`TongyiImageLoader`.
-
-    >>> docs = TongyiVideoLoader("clips/", glob="*.mp4").load()
-    """
-
-    def __init__(
-        self,
-        path: PathSource | Sequence[PathSource],
-        *,
-        glob: str = "*",
-        recursive: bool = False,
-        as_data_uri: bool = False,
-        on_error: OnError = "warn",
-    ) -> None:
-        super().__init__(
-            _VideoParser(as_data_uri=as_data_uri, on_error=on_error),
             path,
             glob=glob,
             recursive=recursive,

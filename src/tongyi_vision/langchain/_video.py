@@ -28,13 +28,17 @@ from .._clips import (
 )
 from .._exceptions import InputError, MediaNotFoundError, TongyiVisionError
 from .._limits import MAX_IMAGES_PER_GROUP
+from ._loaders import SkippedMediaWarning
 
 OnError = Literal["warn", "raise", "ignore"]
 PathSource = Union[str, "os.PathLike[str]"]
 
 
-class SkippedVideoWarning(UserWarning):
-    """A video loader skipped a file or a clip it could not read."""
+class SkippedVideoWarning(SkippedMediaWarning):
+    """A video loader skipped a file or a clip it could not read.
+
+    A :class:`SkippedMediaWarning`, so one warnings filter covers images and video.
+    """
 
 
 class TongyiVideoParser(BaseBlobParser):

@@ -38,6 +38,7 @@ from .._clips import (
 from .._exceptions import InputError
 from .._limits import MAX_IMAGES_PER_GROUP
 from .._video import Video
+from ._readers import SkippedFileWarning
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,11 @@ class VideoEmbedder(Protocol):
     ) -> list[list[float]]: ...
 
 
-class SkippedVideoWarning(UserWarning):
-    """A video reader skipped a file or a clip it could not read."""
+class SkippedVideoWarning(SkippedFileWarning):
+    """A video reader skipped a file or a clip it could not read.
+
+    A :class:`SkippedFileWarning`, so one warnings filter covers images and video.
+    """
 
 
 @dataclass(frozen=True)
