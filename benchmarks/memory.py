@@ -228,8 +228,8 @@ def run(quick: bool) -> Result:
             added = (sizes[1] - sizes[0]) * average
             flat = growth <= FLAT_GROWTH
             verdict = (
-                f"peak above the RSS before: {mib(deltas[sizes[0]]):.0f} MiB for {sizes[0]:,} "
-                f"images, {mib(deltas[sizes[1]]):.0f} MiB for {sizes[1]:,} ({growth:+.0%}, "
+                f"peak above the RSS before: {mib(deltas[sizes[0]]):,.0f} MiB for {sizes[0]:,} "
+                f"images, {mib(deltas[sizes[1]]):,.0f} MiB for {sizes[1]:,} ({growth:+.0%}, "
                 f"while the folder grows by {mib(added):,.0f} MiB)"
             )
             if name == "naive":
