@@ -528,7 +528,18 @@ def report(
         f"our clients and the raw rows: max_concurrency={LIMIT}, median (best) of {repeats} "
         "runs; every other client: one run; every client warmed up with one request first",
     ]
-    notes = []
+    notes = [
+        f"langchain-openai OpenAIEmbeddings sends chunk_size texts a request, 1,000 by default: "
+        f"{math.ceil(n_texts / 1000)} requests for {n_texts:,} texts, which the service refuses "
+        f"(at most {TEXTS_PER_REQUEST} contents a request); with chunk_size={TEXTS_PER_REQUEST} "
+        f"it needs the same {needed['texts']} requests as ours, awaited one after another",
+        f"llama-index OpenAIEmbedding: embed_batch_size is 100 by default, refused the same way; "
+        f"with {TEXTS_PER_REQUEST}, {needed['texts']} requests. It checks `model` against "
+        "OpenAI's model names, so the model goes in `model_name=`, which it sends as it is; its "
+        "async batch method starts every batch at once, whatever the server allows",
+        "the openai loop sends each image as [{'type': 'image_url', 'image_url': {'url': "
+        "data URI}}], one request per image, one after another",
+    ]
     for work, per in (("texts", TEXTS_PER_REQUEST), ("images", IMAGES_PER_REQUEST)):
         base = floor.get(work)
         ms = server_ms(base) if base else "-"
