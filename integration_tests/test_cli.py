@@ -152,6 +152,11 @@ def test_embed_clips_of_a_video(
     ]
     assert clips[1]["id"] == f"{video.resolve()}#t=3,6"
     assert {c["kind"] for c in clips} == {"video"}
+    # A later run cuts the same clips without being told the length again.
+    again = tongyi_vision("embed", video, "--out", index, server=server)
+    assert again.returncode == 0, again.stderr
+    assert "embedded 0 items" in again.stdout
+    assert len(items(index)) == 3
 
 
 def test_search_by_text_and_by_image(

@@ -450,6 +450,21 @@ def test_an_index_keeps_its_dialect_and_vector_size(
     assert code == 3 and "256-dimensional" in err
 
 
+def test_an_index_keeps_its_clip_length(
+    capsys: pytest.CaptureFixture[str], fake: Fake, samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "index.jsonl"
+    code, _, err = run(capsys, "embed", samples / "texts", "--out", out, "--clip-seconds", "4")
+    assert code == 0, err
+    assert records(out)[0]["clip_seconds"] == 4.0
+    assert read_index(out).header.clip_seconds == 4.0
+    # Another length would put a second set of clips next to the first: refused.
+    code, _, err = run(capsys, "embed", samples, "--out", out, "--clip-seconds", "10")
+    assert code == 3 and "clips of 4 s" in err and "--clip-seconds" in err
+    code, _, err = run(capsys, "embed", samples, "--out", out, "--clip-seconds", "4")
+    assert code == 0, err
+
+
 def test_long_text_files_are_split_into_chunks_within_the_limit(
     capsys: pytest.CaptureFixture[str], fake: Fake, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ One JSON object per line. The first is a header::
 
     {"type": "header", "format": "tongyi-vision-index", "version": 1,
      "model": "tongyi-embedding-vision-flash", "dimension": 768, "dialect": "openai",
-     "created": "2026-11-24T07:40:00+00:00"}
+     "clip_seconds": 10.0, "created": "2026-11-24T07:40:00+00:00"}
 
 then one record per embedded item::
 
@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ._clips import DEFAULT_CLIP_SECONDS
 from ._exceptions import (
     APIError,
     BadRequestError,
@@ -100,6 +101,8 @@ class Header:
     dimension: int
     dialect: str
     created: str = ""
+    clip_seconds: float = DEFAULT_CLIP_SECONDS
+    """Length of the video clips, so that a later run cuts the same clips."""
 
     def record(self) -> dict[str, Any]:
         return {
@@ -109,6 +112,7 @@ class Header:
             "model": self.model,
             "dimension": self.dimension,
             "dialect": self.dialect,
+            "clip_seconds": self.clip_seconds,
             "created": self.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
@@ -200,7 +204,10 @@ def _parse_header(record: Any, path: Path) -> Header:
     model, dimension, dialect = record.get("model"), record.get("dimension"), record.get("dialect")
     if not isinstance(model, str) or not isinstance(dimension, int) or not isinstance(dialect, str):
         raise InputError("has a header without model, dimension and dialect", part=str(path))
-    return Header(model, dimension, dialect, str(record.get("created", "")))
+    clip_seconds = record.get("clip_seconds", DEFAULT_CLIP_SECONDS)
+    if isinstance(clip_seconds, bool) or not isinstance(clip_seconds, (int, float)):
+        raise InputError("has a header whose clip_seconds is not a number", part=str(path))
+    return Header(model, dimension, dialect, str(record.get("created", "")), float(clip_seconds))
 
 
 # --- writing ---
@@ -504,7 +511,7 @@ def _video_items(
 
 def _clips(path: Path, clip_seconds: float | None) -> list[VideoClip] | None:
     """The clips of a local video, or ``None`` when video decoding (the extra) is missing."""
-    from ._clips import DEFAULT_CLIP_SECONDS, iter_clips, video_decoding_available
+    from ._clips import iter_clips, video_decoding_available
 
     if not video_decoding_available():
         return None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._client import Client
-    from ._index import Failure
+    from ._index import Failure, Index
     from ._types import Usage
 
 EXIT_OK = 0
@@ -407,13 +407,12 @@ def _run_embed(args: argparse.Namespace) -> int:
                 "use the same --dimension or another --out",
                 part=str(out),
             )
-        collected = collect_items(
-            args.paths, clip_seconds=args.clip_seconds, on_error=args.on_error
-        )
+        clip_seconds = _clip_seconds(args.clip_seconds, index, out)
+        collected = collect_items(args.paths, clip_seconds=clip_seconds, on_error=args.on_error)
         bar = _Bar(enabled=not args.no_progress)
         for failure in collected.failures:
             bar.skipped(failure)
-        header = Header(client.model, dimension or 0, client.dialect)
+        header = Header(client.model, dimension or 0, client.dialect, clip_seconds=clip_seconds)
         out.parent.mkdir(parents=True, exist_ok=True)
         writer = IndexWriter(out, header, new=index is None)
         with _graceful_interrupt() as should_stop:
@@ -443,6 +442,22 @@ def _run_embed(args: argparse.Namespace) -> int:
     if failures:
         return EXIT_INPUT if _is_input_failure(failures[0]) else EXIT_API
     return EXIT_OK
+
+
+def _clip_seconds(given: float | None, index: Index | None, out: Path) -> float:
+    """The clip length: the index's when it has one, so that a later run cuts the same clips."""
+    from ._clips import DEFAULT_CLIP_SECONDS
+    from ._exceptions import InputError
+
+    if index is None:
+        return DEFAULT_CLIP_SECONDS if given is None else given
+    if given is not None and given != index.header.clip_seconds:
+        raise InputError(
+            f"holds clips of {index.header.clip_seconds:g} s, not {given:g} s; "
+            "use the same --clip-seconds or another --out",
+            part=str(out),
+        )
+    return index.header.clip_seconds
 
 
 def _is_input_failure(failure: Failure) -> bool:
