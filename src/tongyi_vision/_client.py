@@ -414,6 +414,25 @@ class Client(_BaseClient):
             return
         condition = self._slots
 
+        def wait(seconds: float) -> None:
+            with condition:
+                call.pause()
+                condition.notify_all()
+            queued: bool | None = False  # None once the slot is back
+            try:
+                self._sleep(seconds)
+                with condition:
+                    call.want_resume()
+                    queued = True
+                    while not call.try_resume():
+                        condition.wait()
+                    queued = None
+            except BaseException:
+                if queued is not None:
+                    with condition:
+                        call.resume_now(queued)
+                raise
+
         def work() -> None:
             while True:
                 with condition:
@@ -424,7 +443,7 @@ class Client(_BaseClient):
                 if not isinstance(batch, Batch):
                     return
                 try:
-                    drive_sync(call.run_batch(batch), self._send, self._sleep)
+                    drive_sync(call.run_batch(batch), self._send, wait)
                 except BaseException as exc:
                     call.abort(exc)
                     raise
@@ -559,6 +578,25 @@ class AsyncClient(_BaseClient):
         if condition is None:
             condition = self._slots[loop] = asyncio.Condition()
 
+        async def wait(seconds: float) -> None:
+            async with condition:
+                call.pause()
+                condition.notify_all()
+            queued: bool | None = False  # None once the slot is back
+            try:
+                await self._sleep(seconds)
+                async with condition:
+                    call.want_resume()
+                    queued = True
+                    while not call.try_resume():
+                        await condition.wait()
+                    queued = None
+            except BaseException:
+                if queued is not None:
+                    # No lock needed: nothing else runs on this loop between these lines.
+                    call.resume_now(queued)
+                raise
+
         async def work() -> None:
             while True:
                 async with condition:
@@ -569,7 +607,7 @@ class AsyncClient(_BaseClient):
                 if not isinstance(batch, Batch):
                     return
                 try:
-                    await drive_async(call.run_batch(batch), self._send, self._sleep)
+                    await drive_async(call.run_batch(batch), self._send, wait)
                 except BaseException as exc:
                     call.abort(exc)
                     raise

@@ -152,6 +152,11 @@ class AdaptiveLimit:
             self.in_flight += 1
             return True
 
+    def force_acquire(self) -> None:
+        """Count a slot as taken regardless of the limit: an interrupted wait takes back its own."""
+        with self._lock:
+            self.in_flight += 1
+
     def release(self) -> None:
         with self._lock:
             self.in_flight -= 1
@@ -209,6 +214,8 @@ class Call:
         self.results: list[Vector | None] = [None] * len(plan.unique)
         self.usage = Usage()
         self.in_flight = 0
+        self.paused = 0
+        self.resuming = 0
         self.error: TongyiVisionError | None = None
         self.requests_done = 0
         self.parts_done = 0
@@ -218,9 +225,10 @@ class Call:
     # --- taking and giving back work (driver's lock held) ---
 
     def try_take(self) -> Batch | _Wait | None:
-        if self.error is not None or (not self.queue and self.in_flight == 0):
+        if self.error is not None or (not self.queue and self.in_flight == 0 and not self.paused):
             return None
-        if not self.queue or not self.limit.try_acquire():
+        # Requests coming back from a backoff get free slots before new requests start.
+        if not self.queue or self.resuming or not self.limit.try_acquire():
             return WAIT
         self.in_flight += 1
         return self.queue.popleft()
@@ -228,6 +236,38 @@ class Call:
     def finish(self) -> None:
         self.in_flight -= 1
         self.limit.release()
+
+    def pause(self) -> None:
+        """A request starts waiting out a backoff: its slot goes back for others to use.
+
+        Holding slots while waiting would let a burst of 429s come back all at
+        once, past a limit that was lowered because of them.
+        """
+        self.in_flight -= 1
+        self.paused += 1
+        self.limit.release()
+
+    def want_resume(self) -> None:
+        """A paused request's wait is over; it queues for a slot ahead of new requests."""
+        self.resuming += 1
+
+    def try_resume(self) -> bool:
+        """Give a waiting request its slot back, if the current limit allows it."""
+        if not self.limit.try_acquire():
+            return False
+        self.resuming -= 1
+        self.paused -= 1
+        self.in_flight += 1
+        return True
+
+    def resume_now(self, queued: bool) -> None:
+        """Take the slot back whatever the limit, when a wait is interrupted, so that the
+        worker's :meth:`finish` releases a slot it holds."""
+        if queued:
+            self.resuming -= 1
+        self.paused -= 1
+        self.in_flight += 1
+        self.limit.force_acquire()
 
     def abort(self, exc: BaseException) -> None:
         """Stop starting new requests (an interrupt or a bug in a worker)."""
