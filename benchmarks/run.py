@@ -132,8 +132,14 @@ def render(
     previous: str,
     quick: bool,
     total: float,
+    commit_at_start: str,
 ) -> str:
     info = machine()
+    commit = info["commit"]
+    if commit != commit_at_start:
+        commit = (
+            f"{commit_at_start} at the start, {commit} at the end (the code changed during the run)"
+        )
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "# Benchmarks",
@@ -155,7 +161,10 @@ def render(
         f"- date: {now}{' (quick run: small inputs)' if quick else ''}; "
         f"{total / 60:.1f} minutes in all",
         f"- machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, {info['os']}",
-        f"- Python {info['python']}; commit {info['commit']}",
+        f"- Python {info['python']}; commit {commit} (-dirty: the work tree held uncommitted "
+        "changes, which the run used)"
+        if "dirty" in commit
+        else f"- Python {info['python']}; commit {commit}",
         "- packages: "
         + ", ".join(f"{name} {version}" for name, version in info["packages"].items()),
         "",
@@ -205,6 +214,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     started = time.perf_counter()
+    commit_at_start = machine()["commit"]
     names = args.only or list(OURS)
     results = []
     for name in names:
@@ -219,7 +229,8 @@ def main() -> int:
         previous = DOC.read_text() if DOC.exists() else ""
         target.parent.mkdir(parents=True, exist_ok=True)
         total = time.perf_counter() - started
-        target.write_text(render(results, theirs, previous, args.quick, total))
+        page = render(results, theirs, previous, args.quick, total, commit_at_start)
+        target.write_text(page)
         print(f"\nwrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
     return 0
 
