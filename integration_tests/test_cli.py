@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tongyi_vision._samples import write_sample_images, write_sample_texts
+from tongyi_vision.samples import write_sample_images, write_sample_texts
 
 if TYPE_CHECKING:
     from conftest import RunningEmulator

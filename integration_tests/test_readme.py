@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tongyi_vision._samples import image_bytes, sample_image, write_sample_images
 from tongyi_vision.cli import build_parser
+from tongyi_vision.samples import image_bytes, sample_image, write_sample_images
 
 if TYPE_CHECKING:
     from conftest import RunningEmulator

@@ -34,7 +34,7 @@ from tongyi_vision._index import (
     split_text,
 )
 from tongyi_vision._limits import estimate_text_tokens
-from tongyi_vision._samples import write_sample_images, write_sample_texts
+from tongyi_vision.samples import write_sample_images, write_sample_texts
 
 DIMENSION = 768
 

@@ -15,8 +15,8 @@ from PIL import Image as PILImage
 
 from tongyi_vision import _demo
 from tongyi_vision._limits import sniff_image_format
-from tongyi_vision._samples import SAMPLE_IMAGES, SAMPLE_TEXTS, image_bytes, write_sample_images
 from tongyi_vision.cli import build_parser
+from tongyi_vision.samples import SAMPLE_IMAGES, SAMPLE_TEXTS, image_bytes, write_sample_images
 
 
 def demo_args(*argv: str) -> argparse.Namespace:

@@ -1,7 +1,7 @@
 """``tongyi-vision demo``: a generated sample set indexed and searched through LangChain and
 LlamaIndex, against the live API when a key is set and the bundled emulator otherwise.
 
-Everything the demo shows is made on the spot (see :mod:`tongyi_vision._samples`)
+Everything the demo shows is made on the spot (see :mod:`tongyi_vision.samples`)
 in a temporary folder that is removed at the end.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._samples import SAMPLE_TEXTS, image_bytes, sample_image, write_sample_images
 from ._types import Usage
+from .samples import SAMPLE_TEXTS, image_bytes, sample_image, write_sample_images
 
 DEMO_KEY = "demo-key"
 # A picture of the red circle taken again: smaller and re-encoded as JPEG. Image-to-image

@@ -1,9 +1,15 @@
-"""Sample media made on the spot, for the demo, the examples and the tests.
+"""Sample pictures and texts drawn on the spot, for demos, examples and your own tests.
 
-Everything here is drawn by code in this repository: no third-party media. The
-images are simple shapes in distinct colours, so that image-to-image search has
-an obvious right answer even with the emulator's non-semantic vectors. Pillow
-(the ``image`` extra) is imported only when an image is drawn.
+The emulator's vectors are not semantic: an image is nearest to itself and to
+resized copies of itself, nothing more. Simple shapes in distinct colours give
+image-to-image search an obvious right answer there, so a test written against
+the emulator can check it. Everything is drawn by code: no third-party media.
+Pillow (the ``image`` extra) is imported only when a picture is drawn::
+
+    from tongyi_vision.samples import draw_shape
+
+    draw_shape("circle", (220, 30, 40), size=128).save("red-circle.png")
+    draw_shape("circle", (220, 30, 40), size=64).save("red-circle-small.jpg")
 """
 
 from __future__ import annotations
@@ -18,7 +24,25 @@ from ._exceptions import MissingDependencyError
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
+__all__ = [
+    "RGB",
+    "SAMPLE_IMAGES",
+    "SAMPLE_TEXTS",
+    "SHAPES",
+    "SampleImage",
+    "draw_image",
+    "draw_shape",
+    "image_bytes",
+    "sample_image",
+    "write_sample_images",
+    "write_sample_texts",
+]
+
 RGB = tuple[int, int, int]
+"""A colour as red, green and blue, each 0 to 255."""
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "stripes", "ring", "diamond")
+"""The shapes :func:`draw_shape` knows."""
 
 
 @dataclass(frozen=True)
@@ -65,36 +89,47 @@ SAMPLE_TEXTS: tuple[str, ...] = (
 )
 
 
-def draw_image(sample: SampleImage, size: int = 256) -> PILImage:
-    """Draw ``sample`` as a ``size`` x ``size`` RGB Pillow image."""
+def draw_shape(
+    shape: str, colour: RGB, size: int = 256, background: RGB = (245, 245, 240)
+) -> PILImage:
+    """A ``size`` x ``size`` RGB Pillow image of one ``colour`` shape on ``background``.
+
+    ``shape`` is one of :data:`SHAPES`; any other raises :class:`ValueError`.
+
+        >>> draw_shape("triangle", (30, 160, 60), size=96).size
+        (96, 96)
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"unknown sample shape {shape!r}; expected one of {', '.join(SHAPES)}")
     try:
         from PIL import Image as PILImageModule
         from PIL import ImageDraw
     except ImportError as exc:
         raise MissingDependencyError("Pillow", "image", "drawing sample images") from exc
-    image = PILImageModule.new("RGB", (size, size), sample.background)
-    draw = ImageDraw.Draw(image)
+    image = PILImageModule.new("RGB", (size, size), background)
+    pen = ImageDraw.Draw(image)
     low, high = size // 8, size - size // 8
     middle = size // 2
-    if sample.shape == "circle":
-        draw.ellipse((low, low, high, high), fill=sample.colour)
-    elif sample.shape == "square":
-        draw.rectangle((low, low, high, high), fill=sample.colour)
-    elif sample.shape == "triangle":
-        draw.polygon([(middle, low), (high, high), (low, high)], fill=sample.colour)
-    elif sample.shape == "stripes":
+    if shape == "circle":
+        pen.ellipse((low, low, high, high), fill=colour)
+    elif shape == "square":
+        pen.rectangle((low, low, high, high), fill=colour)
+    elif shape == "triangle":
+        pen.polygon([(middle, low), (high, high), (low, high)], fill=colour)
+    elif shape == "stripes":
         band = size // 8
         for top in range(0, size, 2 * band):
-            draw.rectangle((0, top, size, top + band - 1), fill=sample.colour)
-    elif sample.shape == "ring":
-        draw.ellipse((low, low, high, high), outline=sample.colour, width=size // 10)
-    elif sample.shape == "diamond":
-        draw.polygon(
-            [(middle, low), (high, middle), (middle, high), (low, middle)], fill=sample.colour
-        )
-    else:
-        raise ValueError(f"unknown sample shape {sample.shape!r}")
+            pen.rectangle((0, top, size, top + band - 1), fill=colour)
+    elif shape == "ring":
+        pen.ellipse((low, low, high, high), outline=colour, width=size // 10)
+    else:  # diamond
+        pen.polygon([(middle, low), (high, middle), (middle, high), (low, middle)], fill=colour)
     return image
+
+
+def draw_image(sample: SampleImage, size: int = 256) -> PILImage:
+    """Draw ``sample`` as a ``size`` x ``size`` RGB Pillow image."""
+    return draw_shape(sample.shape, sample.colour, size, sample.background)
 
 
 def image_bytes(sample: SampleImage, size: int = 256) -> bytes:
