@@ -107,8 +107,13 @@ def markdown_table(table: Table) -> str:
         "| " + " | ".join(table.columns) + " |",
         "|" + "|".join("---" for _ in table.columns) + "|",
     ]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(escape(cell(v)) for v in row) + " |" for row in table.rows]
     return "\n".join(lines)
+
+
+def escape(text: str) -> str:
+    """Keep a cell literal in Markdown: profiles name functions like ``<genexpr>``."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def text_table(table: Table) -> str:
