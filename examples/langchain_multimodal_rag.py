@@ -24,14 +24,14 @@ from pathlib import Path
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
-from PIL import Image, ImageDraw
 
 from tongyi_vision import file_uri
 from tongyi_vision.langchain import TongyiImageLoader, TongyiVisionEmbeddings
+from tongyi_vision.samples import draw_shape
 
 PICTURES = {
-    "red-circle": ((220, 30, 40), "ellipse", "a red circle on a white background"),
-    "blue-square": ((30, 70, 200), "rectangle", "a blue square on a white background"),
+    "red-circle": ((220, 30, 40), "circle", "a red circle on a white background"),
+    "blue-square": ((30, 70, 200), "square", "a blue square on a white background"),
     "green-triangle": ((30, 160, 60), "triangle", "a green triangle pointing up"),
     "yellow-stripes": ((230, 200, 20), "stripes", "yellow horizontal stripes"),
 }
@@ -42,32 +42,15 @@ NOTES = [
 ]
 
 
-def draw(colour: tuple[int, int, int], shape: str, size: int) -> Image.Image:
-    """One simple picture: a coloured shape on a light background."""
-    picture = Image.new("RGB", (size, size), (245, 245, 240))
-    pen = ImageDraw.Draw(picture)
-    low, high = size // 6, size - size // 6
-    if shape == "ellipse":
-        pen.ellipse((low, low, high, high), fill=colour)
-    elif shape == "rectangle":
-        pen.rectangle((low, low, high, high), fill=colour)
-    elif shape == "triangle":
-        pen.polygon([(size // 2, low), (high, high), (low, high)], fill=colour)
-    else:
-        for top in range(0, size, size // 4):
-            pen.rectangle((0, top, size, top + size // 8), fill=colour)
-    return picture
-
-
 def write_pictures(folder: Path) -> Path:
     """Draw the pictures into ``folder/photos``, and a smaller copy of one to query with."""
     photos = folder / "photos"
     photos.mkdir()
     for name, (colour, shape, _) in PICTURES.items():
-        draw(colour, shape, 256).save(photos / f"{name}.png")
+        draw_shape(shape, colour, 256).save(photos / f"{name}.png")
     query = folder / "query-green-triangle.jpg"
     colour, shape, _ = PICTURES["green-triangle"]
-    draw(colour, shape, 256).resize((120, 120)).save(query, "JPEG")
+    draw_shape(shape, colour, 256).resize((120, 120)).save(query, "JPEG")
     return query
 
 

@@ -25,14 +25,14 @@ from pathlib import Path
 from llama_index.core import Document, StorageContext, load_index_from_storage
 from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.core.schema import ImageNode, NodeWithScore
-from PIL import Image, ImageDraw
 
 from tongyi_vision.llama_index import TongyiImageReader, TongyiVisionEmbedding
+from tongyi_vision.samples import draw_shape
 
 # Simple shapes in distinct colours: easy to tell apart, for people and for the emulator.
 PICTURES = {
-    "red-circle.png": ((220, 30, 40), "ellipse"),
-    "blue-square.png": ((30, 70, 200), "rectangle"),
+    "red-circle.png": ((220, 30, 40), "circle"),
+    "blue-square.png": ((30, 70, 200), "square"),
     "green-triangle.png": ((30, 160, 60), "triangle"),
     "yellow-stripes.png": ((230, 200, 20), "stripes"),
 }
@@ -43,34 +43,17 @@ NOTES = [
 ]
 
 
-def draw(colour: tuple[int, int, int], shape: str, size: int) -> Image.Image:
-    """A coloured shape on a light background."""
-    picture = Image.new("RGB", (size, size), (245, 245, 240))
-    pen = ImageDraw.Draw(picture)
-    low, high = size // 6, size - size // 6
-    if shape == "ellipse":
-        pen.ellipse((low, low, high, high), fill=colour)
-    elif shape == "rectangle":
-        pen.rectangle((low, low, high, high), fill=colour)
-    elif shape == "triangle":
-        pen.polygon([(size // 2, low), (high, high), (low, high)], fill=colour)
-    else:
-        for top in range(0, size, size // 4):
-            pen.rectangle((0, top, size, top + size // 8), fill=colour)
-    return picture
-
-
 def make_media(folder: Path) -> tuple[Path, Path]:
     """Draw the pictures into ``folder/photos`` (plus one broken file the reader will skip);
     return the folder and a smaller JPEG copy of the triangle to search with."""
     photos = folder / "photos"
     photos.mkdir()
     for name, (colour, shape) in PICTURES.items():
-        draw(colour, shape, 256).save(photos / name)
+        draw_shape(shape, colour, 256).save(photos / name)
     (photos / "broken.png").write_bytes(b"not really a PNG")
     query = folder / "query-triangle.jpg"
     colour, shape = PICTURES["green-triangle.png"]
-    draw(colour, shape, 256).resize((100, 100)).save(query, "JPEG")
+    draw_shape(shape, colour, 256).resize((100, 100)).save(query, "JPEG")
     return photos, query
 
 

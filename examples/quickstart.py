@@ -19,23 +19,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from PIL import Image as PILImage
-from PIL import ImageDraw
-
 from tongyi_vision import Client, Image, MultiImage
-
-
-def draw(path: Path, colour: tuple[int, int, int], shape: str) -> Path:
-    """A 128x128 picture of a coloured shape, saved where ``path`` says (PNG)."""
-    picture = PILImage.new("RGB", (128, 128), (245, 245, 240))
-    box = (16, 16, 112, 112)
-    pen = ImageDraw.Draw(picture)
-    if shape == "circle":
-        pen.ellipse(box, fill=colour)
-    else:
-        pen.rectangle(box, fill=colour)
-    picture.save(path, format="PNG")
-    return path
+from tongyi_vision.samples import draw_shape
 
 
 @contextlib.contextmanager
@@ -64,9 +49,12 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder, make_client() as client:
-        red = draw(Path(folder) / "red-circle.png", (220, 30, 40), "circle")
-        blue = draw(Path(folder) / "blue-square.png", (30, 70, 200), "square")
-        green = draw(Path(folder) / "green-square.png", (30, 160, 60), "square")
+        red = Path(folder) / "red-circle.png"
+        blue = Path(folder) / "blue-square.png"
+        green = Path(folder) / "green-square.png"
+        draw_shape("circle", (220, 30, 40), size=128).save(red)
+        draw_shape("square", (30, 70, 200), size=128).save(blue)
+        draw_shape("square", (30, 160, 60), size=128).save(green)
         parts = [
             "a red circle on a white background",
             "a blue square on a white background",

@@ -21,14 +21,14 @@ from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 from PIL import Image as PILImage
-from PIL import ImageDraw
 
 from tongyi_vision import file_uri
 from tongyi_vision.langchain import TongyiImageLoader, TongyiVisionEmbeddings
+from tongyi_vision.samples import draw_shape
 
 SHAPES = {
-    "red-circle": ((220, 30, 40), "ellipse"),
-    "blue-square": ((30, 70, 200), "rectangle"),
+    "red-circle": ((220, 30, 40), "circle"),
+    "blue-square": ((30, 70, 200), "square"),
     "green-triangle": ((30, 160, 60), "triangle"),
     "yellow-stripes": ((230, 200, 20), "stripes"),
 }
@@ -40,22 +40,6 @@ CAPTIONS = [
 ]
 
 
-def draw(colour: tuple[int, int, int], shape: str, size: int) -> PILImage.Image:
-    image = PILImage.new("RGB", (size, size), (245, 245, 240))
-    pen = ImageDraw.Draw(image)
-    a, b = size // 6, size - size // 6
-    if shape == "ellipse":
-        pen.ellipse((a, a, b, b), fill=colour)
-    elif shape == "rectangle":
-        pen.rectangle((a, a, b, b), fill=colour)
-    elif shape == "triangle":
-        pen.polygon([(size // 2, a), (b, b), (a, b)], fill=colour)
-    else:
-        for top in range(0, size, size // 4):
-            pen.rectangle((0, top, size, top + size // 8), fill=colour)
-    return image
-
-
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of four distinct pictures, and beside it resized copies to query with."""
@@ -63,9 +47,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "photos").mkdir()
     (root / "queries").mkdir()
     for name, (colour, shape) in SHAPES.items():
-        draw(colour, shape, 160).save(root / "photos" / f"{name}.png")
+        draw_shape(shape, colour, 160).save(root / "photos" / f"{name}.png")
         # A smaller JPEG of the same picture: other bytes, nearly the same pixels.
-        draw(colour, shape, 160).resize((96, 96)).save(root / "queries" / f"{name}.jpg", "JPEG")
+        draw_shape(shape, colour, 160).resize((96, 96)).save(
+            root / "queries" / f"{name}.jpg", "JPEG"
+        )
     return root
 
 

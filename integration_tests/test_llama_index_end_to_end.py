@@ -19,8 +19,6 @@ from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import ImageNode, NodeWithScore
-from PIL import Image as PILImage
-from PIL import ImageDraw
 
 from tongyi_vision import CorruptMediaError
 from tongyi_vision.llama_index import (
@@ -28,11 +26,12 @@ from tongyi_vision.llama_index import (
     TongyiImageReader,
     TongyiVisionEmbedding,
 )
+from tongyi_vision.samples import draw_shape
 
 # Shapes in distinct colours, so that "nearest image" has one right answer.
 PICTURES = {
-    "red-circle.png": ((220, 30, 40), "ellipse"),
-    "blue-square.png": ((30, 70, 200), "rectangle"),
+    "red-circle.png": ((220, 30, 40), "circle"),
+    "blue-square.png": ((30, 70, 200), "square"),
     "green-triangle.png": ((30, 160, 60), "triangle"),
     "yellow-stripes.png": ((230, 200, 20), "stripes"),
 }
@@ -43,22 +42,6 @@ TEXTS = [
 ]
 
 
-def draw(colour: tuple[int, int, int], shape: str, size: int) -> PILImage.Image:
-    picture = PILImage.new("RGB", (size, size), (245, 245, 240))
-    pen = ImageDraw.Draw(picture)
-    low, high = size // 6, size - size // 6
-    if shape == "ellipse":
-        pen.ellipse((low, low, high, high), fill=colour)
-    elif shape == "rectangle":
-        pen.rectangle((low, low, high, high), fill=colour)
-    elif shape == "triangle":
-        pen.polygon([(size // 2, low), (high, high), (low, high)], fill=colour)
-    else:
-        for top in range(0, size, size // 4):
-            pen.rectangle((0, top, size, top + size // 8), fill=colour)
-    return picture
-
-
 @pytest.fixture(scope="module")
 def pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of four PNGs; ``queries/`` beside it holds half-size copies of each."""
@@ -67,8 +50,8 @@ def pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder.mkdir()
     queries.mkdir()
     for name, (colour, shape) in PICTURES.items():
-        draw(colour, shape, 192).save(folder / name)
-        draw(colour, shape, 96).save(queries / name)
+        draw_shape(shape, colour, 192).save(folder / name)
+        draw_shape(shape, colour, 96).save(queries / name)
     return folder
 
 
@@ -212,8 +195,8 @@ async def test_async_insert_of_an_image_then_image_retrieval(
     embedding: TongyiVisionEmbedding, pictures: Path, tmp_path: Path
 ) -> None:
     index = build_index(embedding, pictures)
-    draw((130, 40, 170), "ellipse", 160).save(tmp_path / "purple-ring.png")
-    draw((130, 40, 170), "ellipse", 80).save(tmp_path / "purple-small.png")
+    draw_shape("circle", (130, 40, 170), 160).save(tmp_path / "purple-ring.png")
+    draw_shape("circle", (130, 40, 170), 80).save(tmp_path / "purple-small.png")
     (document,) = TongyiImageReader().load_data(tmp_path / "purple-ring.png")
     try:
         await index.ainsert(document)
@@ -243,8 +226,8 @@ async def test_async_insert_of_both_kinds_together_keeps_both_searchable(
     embedding: TongyiVisionEmbedding, pictures: Path, tmp_path: Path
 ) -> None:
     index = build_index(embedding, pictures)
-    draw((130, 40, 170), "ellipse", 160).save(tmp_path / "purple-ring.png")
-    draw((130, 40, 170), "ellipse", 80).save(tmp_path / "purple-small.png")
+    draw_shape("circle", (130, 40, 170), 160).save(tmp_path / "purple-ring.png")
+    draw_shape("circle", (130, 40, 170), 80).save(tmp_path / "purple-small.png")
     documents = [
         *TongyiImageReader().load_data(tmp_path / "purple-ring.png"),
         Document(text="Purple kites drift above the windy hill."),
