@@ -62,6 +62,9 @@ class Counter:
         self.requests = 0
         self.throttled = 0
 
+    def reset(self) -> None:
+        self.requests = self.throttled = 0
+
     def on_response(self, response: Any) -> None:
         self.requests += 1
         if response.status_code == 429:
@@ -261,7 +264,7 @@ class Bench:
                 await asyncio.gather(*(one(body) for body in requests))
 
             def once(all_of: Any = all_of, counts: Counter = counts) -> tuple[int, int]:
-                counts.__init__()  # type: ignore[misc]
+                counts.reset()
                 self.wait(all_of())
                 return counts.requests, counts.throttled
 
@@ -287,7 +290,7 @@ class Bench:
         )
         label = f"chunk_size={chunk_size or embeddings.chunk_size}"
         embeddings.embed_documents(["warm up"])
-        sync_count.__init__()  # type: ignore[misc]
+        sync_count.reset()
 
         def sync_once() -> tuple[int, int]:
             check_vectors(embeddings.embed_documents(self.texts), len(self.texts))
@@ -317,7 +320,7 @@ class Bench:
         )
         label = f"embed_batch_size={embedding.embed_batch_size}"
         embedding.get_text_embedding_batch(["warm up"])
-        sync_count.__init__()  # type: ignore[misc]
+        sync_count.reset()
 
         def sync_once() -> tuple[int, int]:
             check_vectors(embedding.get_text_embedding_batch(self.texts), len(self.texts))
@@ -341,7 +344,7 @@ class Bench:
             http_client=openai.DefaultHttpxClient(event_hooks=count.hooks()),
         )
         client.embeddings.create(model=MODEL, input="warm up")
-        count.__init__()  # type: ignore[misc]
+        count.reset()
 
         def once() -> tuple[int, int]:
             vectors = []
