@@ -107,13 +107,26 @@ def text_features(text: str) -> dict[str, float]:
 
 def text_vector(text: str, dimension: int) -> Vector:
     """A unit vector of ``text``'s lexical features: shared words make texts close."""
-    values = [0.0] * dimension
+    return list(_text_vector(text, dimension))
+
+
+# Tests and benchmarks send the same texts again and again; a vector is a pure function of
+# its text and size, so it is computed once per (text, dimension).
+@functools.lru_cache(maxsize=1 << 14)
+def _text_vector(text: str, dimension: int) -> tuple[float, ...]:
+    sparse: defaultdict[int, float] = defaultdict(float)
     for feature, count in text_features(text).items():
         # Dampen repeats, so one word said ten times does not drown the rest.
         weight = math.sqrt(count)
         for bucket, sign in _buckets(feature, dimension):
-            values[bucket] += sign * weight
-    return normalise(values) or seeded_vector("text", text.encode(), dimension)
+            sparse[bucket] += sign * weight
+    norm = math.sqrt(math.fsum(v * v for v in sparse.values()))
+    if norm == 0.0:
+        return tuple(seeded_vector("text", text.encode(), dimension))
+    values = [0.0] * dimension
+    for bucket, value in sparse.items():
+        values[bucket] = value / norm
+    return tuple(values)
 
 
 @functools.lru_cache(maxsize=32)
