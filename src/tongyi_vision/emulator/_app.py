@@ -407,7 +407,7 @@ def _json(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f"{_string(k)}:{_json(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
-        if value and type(value[0]) is float:
+        if value and all(type(x) is float for x in value):
             return _floats(tuple(value))
         return "[" + ",".join(map(_json, value)) + "]"
     return json.dumps(value, ensure_ascii=False)
