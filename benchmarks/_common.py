@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import queue
+import re
 import resource
 import shlex
 import subprocess
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
 API_KEY = "benchmark-key"
 MODEL = "tongyi-embedding-vision-flash"
 # Limits of the wire contract (docs/limits.md) that the core packs requests by.
@@ -156,6 +158,33 @@ def main(run: Callable[[bool], Result], argv: Sequence[str] | None = None) -> in
     if args.json:
         args.json.write_text(json.dumps(result.to_json(), indent=1))
     return 0
+
+
+# --- sections of docs/benchmarks.md -----------------------------------------------------------
+
+
+def marked_section(name: str, owner: str, body: str) -> str:
+    """``body`` between the markers of section ``name``, which say who wrote it."""
+    return (
+        f"<!-- section: {name} (written by {owner}; benchmarks/run.py keeps it as it is) -->\n"
+        f"{body.strip()}\n<!-- end section: {name} -->"
+    )
+
+
+def write_section(name: str, owner: str, body: str, doc: Path = DOC) -> None:
+    """Replace (or append) section ``name`` of ``doc`` with ``body``, nothing else."""
+    block = marked_section(name, owner, body)
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    pattern = re.compile(
+        rf"<!-- section: {re.escape(name)}\b.*?-->\n.*?<!-- end section: {re.escape(name)} -->",
+        re.S,
+    )
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
 
 
 # --- the emulator, as a separate process ------------------------------------------------------

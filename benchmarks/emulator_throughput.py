@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import random
-import re
 import subprocess
 import sys
 import time
@@ -37,11 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from _common import write_section
 
 from tongyi_vision._wire import NATIVE_PATH, OPENAI_PATH
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "emulator-throughput"
 KEY = "bench-key"
 MODEL = "tongyi-embedding-vision-flash"
@@ -316,24 +314,6 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, command: str) -> s
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) this script's marked section of docs/benchmarks.md, nothing else."""
-    begin = (
-        f"<!-- section: {SECTION} (written by benchmarks/emulator_throughput.py; "
-        "benchmarks/run.py keeps it as it is) -->"
-    )
-    block = f"{begin}\n{body.strip()}\n<!-- end section: {SECTION} -->"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(
-        rf"<!-- section: {re.escape(SECTION)}\b.*?-->\n.*?<!-- end section: {SECTION} -->", re.S
-    )
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--scenario", choices=("all", "text", "images"), default="all")
@@ -356,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     body = report(measure(args), args, command)
     print(body)
     if args.write and not args.quick:
-        write_section(body)
+        write_section(SECTION, "benchmarks/emulator_throughput.py", body)
     return 0
 
 

@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, Result, machine, markdown_table, print_result
+from _common import DOC, ROOT, Result, machine, markdown_table, marked_section, print_result
 
 HERE = Path(__file__).resolve().parent
-DOC = ROOT / "docs" / "benchmarks.md"
 OURS = ("throughput", "rate_limit", "overhead", "memory")
 # Scripts owned elsewhere: (file, section name, heading).
 THEIRS = (
@@ -119,13 +118,6 @@ def fresh_section(stdout: str | None, script: str, heading: str) -> str | None:
     return f"## {heading}\n\n```\n{command}\n```\n\n{stdout.strip()}"
 
 
-def marked(name: str, owner: str, body: str) -> str:
-    return (
-        f"<!-- section: {name} (written by {owner}; benchmarks/run.py keeps it as it is) -->\n"
-        f"{body.strip()}\n<!-- end section: {name} -->"
-    )
-
-
 def render(
     results: list[Result],
     theirs: dict[str, str | None],
@@ -179,7 +171,7 @@ def render(
             out.append(f"| {result.title} | {target.goal} | {mark} | {target.detail} |")
     kept = section(previous, KEPT)
     if kept:
-        out += ["", marked(KEPT, "hand, after reading the figures", kept)]
+        out += ["", marked_section(KEPT, "hand, after reading the figures", kept)]
     for result in results:
         out += ["", f"## {result.title}", ""]
         out += [f"- {line}" for line in result.setup]
@@ -197,7 +189,7 @@ def render(
         )
         if body is None:
             body = f"## {heading}\n\n`benchmarks/{script}` is not there yet."
-        out += ["", marked(name, f"benchmarks/{script}", body)]
+        out += ["", marked_section(name, f"benchmarks/{script}", body)]
     return "\n".join(out) + "\n"
 
 

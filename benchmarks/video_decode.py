@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -33,8 +32,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
+from _common import write_section
+
 SECTION = "video-decoding"
 HEADING = "Video decoding"
 WIDTH, HEIGHT, FPS = 1280, 720, 25
@@ -222,25 +221,6 @@ def report(rows: list[dict[str, Any]], command: str, generate_seconds: float) ->
     )
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) this script's marked section of docs/benchmarks.md, nothing else."""
-    begin = (
-        f"<!-- section: {SECTION} (written by benchmarks/video_decode.py; "
-        "benchmarks/run.py keeps it as it is) -->"
-    )
-    block = f"{begin}\n{body.strip()}\n<!-- end section: {SECTION} -->"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(
-        rf"<!-- section: {re.escape(SECTION)}\b.*?-->\n.*?<!-- end section: {SECTION} -->", re.S
-    )
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 and 20 s videos; a smoke run")
@@ -280,7 +260,7 @@ def main() -> int:
     body = report(rows, command, generate_seconds)
     print(body)
     if args.write and not args.quick:
-        write_section(body)
+        write_section(SECTION, "benchmarks/video_decode.py", body)
     return 0
 
 
