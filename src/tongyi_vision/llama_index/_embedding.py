@@ -13,7 +13,7 @@ import io
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -57,6 +57,9 @@ _NOT_PICKLED = frozenset({"api_key", "default_headers", "callback_manager"})
 # requests to keep every slot busy: 256 texts made 13 requests of 20, idling slots at each
 # batch boundary (about 1.3x the core client's time in the benchmarks).
 _DEFAULT_BATCH_SIZE = 2048
+
+# A batch of parts and the progress callback its core call reports to.
+_Slice = tuple[list[Part], Callable[[ProgressEvent], None] | None]
 
 
 class TongyiVisionEmbedding(MultiModalEmbedding):
@@ -485,28 +488,41 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
     def _media_batch(
         self, parts: list[Part], chunks: list[Any], show_progress: bool, desc: str
     ) -> list[Embedding]:
-        model_dict = self.to_payload()
-        results: list[Embedding] = []
-        with _Progress(len(parts), show_progress, desc) as bar:
-            for start in range(0, len(parts), self.embed_batch_size):
-                end = start + self.embed_batch_size
-                with self.callback_manager.event(
-                    CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
-                ) as event:
-                    embeddings = self._embed(parts[start:end], bar.callback)
-                    event.on_end(
-                        payload={
-                            EventPayload.CHUNKS: _payload_chunks(chunks[start:end]),
-                            EventPayload.EMBEDDINGS: embeddings,
-                        }
-                    )
-                bar.batch_done(len(embeddings))
-                results.extend(embeddings)
-        return results
+        flow = self._media_batches(parts, chunks, show_progress, desc)
+        try:
+            batch, progress = next(flow)
+            while True:
+                try:
+                    vectors = self._embed(batch, progress)
+                except BaseException as exc:
+                    # Raised inside the flow, so its callback event and progress bar see it.
+                    batch, progress = flow.throw(exc)
+                else:
+                    batch, progress = flow.send(vectors)
+        except StopIteration as done:
+            return list(done.value)
 
     async def _amedia_batch(
         self, parts: list[Part], chunks: list[Any], show_progress: bool, desc: str
     ) -> list[Embedding]:
+        flow = self._media_batches(parts, chunks, show_progress, desc)
+        try:
+            batch, progress = next(flow)
+            while True:
+                try:
+                    vectors = await self._aembed(batch, progress)
+                except BaseException as exc:
+                    batch, progress = flow.throw(exc)
+                else:
+                    batch, progress = flow.send(vectors)
+        except StopIteration as done:
+            return list(done.value)
+
+    def _media_batches(
+        self, parts: list[Part], chunks: list[Any], show_progress: bool, desc: str
+    ) -> Generator[_Slice, list[Embedding], list[Embedding]]:
+        """The batch loop of the sync and async media methods, written once: it yields
+        each batch of parts with its progress callback and is sent back the vectors."""
         model_dict = self.to_payload()
         results: list[Embedding] = []
         with _Progress(len(parts), show_progress, desc) as bar:
@@ -515,7 +531,7 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
                 with self.callback_manager.event(
                     CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
                 ) as event:
-                    embeddings = await self._aembed(parts[start:end], bar.callback)
+                    embeddings = yield parts[start:end], bar.callback
                     event.on_end(
                         payload={
                             EventPayload.CHUNKS: _payload_chunks(chunks[start:end]),
