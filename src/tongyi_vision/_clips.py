@@ -12,7 +12,6 @@ need them; ``import tongyi_vision`` never loads them.
 
 from __future__ import annotations
 
-import fnmatch
 import glob as globlib
 import hashlib
 import io
@@ -31,6 +30,7 @@ from ._exceptions import (
     MissingDependencyError,
     UnsupportedMediaError,
 )
+from ._files import walk_folder
 from ._limits import MAX_IMAGES_PER_GROUP, VIDEO_MIME_TYPES, sniff_video_format
 from ._parts import _path_from, _read_head
 from ._video import Video, format_seconds
@@ -600,7 +600,7 @@ def video_files(
         text = os.fspath(item)
         path = Path(text).expanduser()
         if path.is_dir():
-            yield from _walk(path, pattern, recursive)
+            yield from walk_folder(path, pattern, recursive)
         elif path.is_file():
             yield path
         elif _GLOB_CHARS.intersection(text):
@@ -611,22 +611,3 @@ def video_files(
             yield from files
         else:
             yield MediaNotFoundError("file not found; check the path", part=repr(text))
-
-
-def _walk(folder: Path, pattern: str, recursive: bool) -> Iterator[Path | MediaNotFoundError]:
-    try:
-        with os.scandir(folder) as scan:
-            entries = sorted(scan, key=lambda entry: entry.name)
-    except OSError as exc:
-        yield MediaNotFoundError(
-            f"folder cannot be listed ({exc.strerror or exc})", part=repr(str(folder))
-        )
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            if recursive:
-                yield from _walk(Path(entry.path), pattern, recursive)
-        elif entry.is_file() and fnmatch.fnmatch(entry.name, pattern):
-            yield Path(entry.path)

@@ -9,7 +9,6 @@ loading a folder of thousands of images keeps memory flat.
 from __future__ import annotations
 
 import base64
-import fnmatch
 import glob as globlib
 import os
 import warnings
@@ -27,6 +26,7 @@ from .._exceptions import (
     TongyiVisionError,
     UnsupportedMediaError,
 )
+from .._files import walk_folder
 from .._limits import IMAGE_MIME_TYPES, sniff_image_format
 from .._references import file_uri
 
@@ -182,32 +182,11 @@ class _MediaLoader(BaseLoader):
                 yield from (Path(m) for m in sorted(matches) if Path(m).is_file())
 
     def _walk(self, folder: Path) -> Iterator[Path]:
-        try:
-            with os.scandir(folder) as scan:
-                entries = sorted(scan, key=lambda entry: entry.name)
-        except OSError as exc:
-            description = str(folder)
-            self.parser._skip(
-                MediaNotFoundError(f"cannot be listed ({exc.strerror or exc})", part=description),
-                exc,
-            )
-            return
-        for entry in entries:
-            if entry.is_dir():
-                # Hidden folders (.git, .cache...) are not the caller's media, and linked
-                # folders could loop.
-                if self.recursive and not entry.name.startswith(".") and not entry.is_symlink():
-                    yield from self._walk(Path(entry.path))
-            elif _matches(entry.name, self.glob) and (entry.is_file() or entry.is_symlink()):
-                # A broken link is passed on too, for the parser to report.
-                yield Path(entry.path)
-
-
-def _matches(name: str, pattern: str) -> bool:
-    # As in a shell, a wildcard does not match a leading dot: hidden files need ".*".
-    if name.startswith(".") and not pattern.startswith("."):
-        return False
-    return fnmatch.fnmatch(name, pattern)
+        for found in walk_folder(folder, self.glob, self.recursive):
+            if isinstance(found, MediaNotFoundError):
+                self.parser._skip(found)
+            else:
+                yield found
 
 
 class TongyiImageLoader(_MediaLoader):
