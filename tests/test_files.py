@@ -47,3 +47,11 @@ def test_video_files_do_not_descend_into_a_linked_folder(tmp_path: Path) -> None
     assert not any(isinstance(item, MediaNotFoundError) for item in found)
     assert tmp_path / "loop" / "a.mp4" not in found
     assert tmp_path / "sub" / "c.mp4" in found
+
+
+def test_hidden_true_takes_hidden_files_and_folders(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    found = list(walk_folder(tmp_path, "*.mp4", recursive=True, hidden=True))
+    assert tmp_path / ".hidden.mp4" in found
+    assert tmp_path / ".cache" / "d.mp4" in found
+    assert tmp_path / "loop" / "a.mp4" not in found

@@ -46,6 +46,7 @@ from ._exceptions import (
     TongyiVisionError,
     UnsupportedMediaError,
 )
+from ._files import walk_folder
 from ._limits import (
     IMAGE_MIME_TYPES,
     MAX_TEXT_TOKENS,
@@ -387,19 +388,16 @@ def collect_items(
             raise MediaNotFoundError("no such file or folder; check the path", part=str(root))
     for root in roots:
         if root.is_dir():
-            for file in _walk(root):
-                _collect_file(file, collected, clip_seconds, on_error, explicit=False)
+            for found in walk_folder(root, recursive=True):
+                if isinstance(found, MediaNotFoundError):
+                    if on_error == "stop":
+                        raise found
+                    collected.failures.append(Failure(str(root), found))
+                else:
+                    _collect_file(found, collected, clip_seconds, on_error, explicit=False)
         else:
             _collect_file(root, collected, clip_seconds, on_error, explicit=True)
     return collected
-
-
-def _walk(folder: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
 
 
 def _collect_file(

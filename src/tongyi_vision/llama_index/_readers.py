@@ -27,6 +27,7 @@ from .._exceptions import (
     MissingDependencyError,
     UnsupportedMediaError,
 )
+from .._files import walk_folder
 from .._limits import sniff_image_format
 
 logger = logging.getLogger(__name__)
@@ -191,22 +192,11 @@ class _MediaReader(BaseReader):
 
     def _walk(self, folder: Path) -> Iterator[_Candidate]:
         # Sorted, so documents come in the same order on every run and every machine.
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            self._report(
-                str(folder),
-                MediaNotFoundError(f"folder cannot be read ({exc.strerror or exc})"),
-            )
-            return
-        for entry in entries:
-            if self._hidden(entry.name):
-                continue
-            if entry.is_dir():
-                if self.recursive:
-                    yield from self._walk(Path(entry.path))
-            elif entry.is_file():
-                yield _Candidate(Path(entry.path), explicit=False)
+        for found in walk_folder(folder, "*", self.recursive, hidden=not self.exclude_hidden):
+            if isinstance(found, MediaNotFoundError):
+                self._report(str(folder), found)
+            else:
+                yield _Candidate(found, explicit=False)
 
     def _hidden(self, name: str) -> bool:
         return self.exclude_hidden and name.startswith(".")
