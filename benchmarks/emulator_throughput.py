@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 from _common import write_section
 
-from tongyi_vision._wire import NATIVE_PATH, OPENAI_PATH
+from tongyi_vision.wire.models import NATIVE_PATH, OPENAI_PATH
 
 SECTION = "emulator-throughput"
 KEY = "bench-key"

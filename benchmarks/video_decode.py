@@ -113,7 +113,7 @@ def measure(path: Path) -> dict[str, Any]:
     import av  # noqa: F401 - imported before the baseline, as a running application has it
     import PIL.Image  # noqa: F401
 
-    from tongyi_vision import _clips
+    from tongyi_vision.media import decoding as _clips
 
     encode_seconds = 0.0
     original = _clips._encode_frame

@@ -137,7 +137,7 @@ def test_embed_clips_of_a_video(
     start_emulator: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
     pytest.importorskip("av")
-    from tongyi_vision._sample_video import generate_sample_video
+    from tongyi_vision.samples import generate_sample_video
 
     video = generate_sample_video(tmp_path / "in" / "v.mp4", seconds=9, size=(96, 64), fps=4)
     server = start_emulator()

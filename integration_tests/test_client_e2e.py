@@ -23,7 +23,7 @@ from tongyi_vision import (
     Video,
     estimate_text_tokens,
 )
-from tongyi_vision._limits import image_tokens_for_pixels
+from tongyi_vision.wire.limits import image_tokens_for_pixels
 
 if TYPE_CHECKING:
     from conftest import RunningEmulator

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tongyi_vision._wire import (
+from tongyi_vision.wire.models import (
     NATIVE_PATH,
     OPENAI_PATH,
     NativeError,

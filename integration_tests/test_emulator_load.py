@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tongyi_vision import AsyncClient, Client, EmbedResult, Image, Part, estimate_text_tokens
-from tongyi_vision._limits import image_tokens_for_pixels
 from tongyi_vision.emulator._vectors import pixel_vector, text_vector, thumbnail
+from tongyi_vision.wire.limits import image_tokens_for_pixels
 
 if TYPE_CHECKING:
     from conftest import RunningEmulator

@@ -67,7 +67,7 @@ def test_gateway_with_openai_package() -> None:
     import openai
 
     assert GATEWAY_KEY is not None
-    from tongyi_vision._config import DIALECT_DEFAULTS
+    from tongyi_vision.engine.config import DIALECT_DEFAULTS
 
     gateway = DIALECT_DEFAULTS["openai"][1]
     with openai.OpenAI(base_url=gateway + "/v1", api_key=GATEWAY_KEY) as client:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tongyi_vision import BadRequestError, Client, Image, Video, iter_clips
-from tongyi_vision._clips import sample_frames
-from tongyi_vision._sample_video import generate_sample_video
+from tongyi_vision.media.decoding import sample_frames
+from tongyi_vision.samples import generate_sample_video
 
 if TYPE_CHECKING:
     from conftest import RunningEmulator
@@ -107,8 +107,7 @@ def test_langchain_store_finds_the_clip_of_an_image(
 ) -> None:
     from langchain_core.vectorstores import InMemoryVectorStore
 
-    from tongyi_vision.langchain import TongyiVisionEmbeddings
-    from tongyi_vision.langchain._video import TongyiVideoLoader
+    from tongyi_vision.langchain import TongyiVideoLoader, TongyiVisionEmbeddings
 
     embeddings = TongyiVisionEmbeddings(api_key=emulator.api_key, base_url=emulator.base_url)
     store = InMemoryVectorStore(embeddings)
@@ -136,7 +135,7 @@ def _search_and_reload(embedding: Any, footage: Path, moment: Path, tmp_path: Pa
     from llama_index.core import StorageContext, load_index_from_storage
     from llama_index.core.indices import MultiModalVectorStoreIndex
 
-    from tongyi_vision.llama_index._video import TongyiVideoReader
+    from tongyi_vision.llama_index import TongyiVideoReader
 
     reader = TongyiVideoReader(embedding, clip_seconds=10.0, thumbnails_dir=tmp_path / "thumbs")
     documents = reader.load_data(footage)

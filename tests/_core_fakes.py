@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from tongyi_vision import AsyncClient, Client
+from tongyi_vision.engine.permits import PermitState
 
 # The fixtures of conftest.py: make_client(handler, **options) and its async twin.
 MakeClient = Callable[..., Client]
@@ -210,3 +211,12 @@ def error_response(
     all_headers = {"content-type": "application/json" if json_type else "text/plain"}
     all_headers.update(headers or {})
     return httpx.Response(status, content=content, headers=all_headers)
+
+
+def permits_of(client: Client | AsyncClient) -> PermitState:
+    """The permit state of a client: the sync client's own, or that of the one event loop an
+    async client has been used on."""
+    if isinstance(client, Client):
+        return client._permits.state
+    (pool,) = client._pools.values()
+    return pool.permits.state

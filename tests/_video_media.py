@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from tongyi_vision._sample_video import generate_sample_video
+from tongyi_vision.samples import generate_sample_video
 
 RED = (200, 40, 40)
 BLUE = (40, 70, 200)

@@ -63,16 +63,16 @@ def make_client() -> Iterator[Callable[..., Client]]:
 @pytest.fixture
 async def make_async_client() -> Any:
     """``make_async_client(handler, **options)``: an AsyncClient on a MockTransport."""
-    clients: list[AsyncClient] = []
+    connections: list[httpx.AsyncClient] = []
 
     def make(handler: Callable[[httpx.Request], Any], **options: Any) -> AsyncClient:
         options.setdefault("api_key", KEY)
         http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         client = AsyncClient(http_client=http, **options)
         client._sleep = AsyncSleeps()
-        clients.append(client)
+        connections.append(http)
         return client
 
     yield make
-    for client in clients:
-        await client._http.aclose()
+    for http in connections:
+        await http.aclose()

@@ -10,8 +10,8 @@ import pytest
 
 from _core_fakes import FakeService, MakeClient, Seen, text_vector, vector_for
 from tongyi_vision import APIResponseValidationError, Image, Usage
-from tongyi_vision._dialects import native_usage, parse_answer
-from tongyi_vision._wire import NativeUsage
+from tongyi_vision.wire.dialects import native_usage, parse_answer
+from tongyi_vision.wire.models import NativeUsage
 
 
 def openai_answer(items: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:

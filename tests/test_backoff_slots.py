@@ -9,6 +9,7 @@ import threading
 import httpx
 import pytest
 
+from _core_fakes import permits_of
 from tongyi_vision import AsyncClient, Client
 
 
@@ -53,7 +54,7 @@ def test_sync_backoff_frees_the_slot_for_other_requests() -> None:
         result = client.embed(["a", "bb", "ccc"])
     assert ran_during_wait == [True]
     assert [v[0] for v in result.vectors] == [1.0, 2.0, 3.0]
-    assert client._limit.in_flight == 0
+    assert permits_of(client).in_flight == 0
 
 
 async def test_async_backoff_frees_the_slot_for_other_requests() -> None:
@@ -89,7 +90,7 @@ async def test_async_backoff_frees_the_slot_for_other_requests() -> None:
         result = await client.embed(["a", "bb", "ccc"])
     assert ran_during_wait == [True]
     assert [v[0] for v in result.vectors] == [1.0, 2.0, 3.0]
-    assert client._limit.in_flight == 0
+    assert permits_of(client).in_flight == 0
 
 
 async def test_a_call_cancelled_during_a_backoff_leaves_the_client_limit_whole() -> None:
@@ -115,4 +116,4 @@ async def test_a_call_cancelled_during_a_backoff_leaves_the_client_limit_whole()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert client._limit.in_flight == 0
+        assert permits_of(client).in_flight == 0

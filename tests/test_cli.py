@@ -1,7 +1,7 @@
 """The ``tongyi-vision`` command: parsing, exit codes, error lines, the JSONL index and resuming.
 
 The service is a fake behind ``httpx.MockTransport`` (sockets are blocked); the
-command builds its client through ``cli._client``, which the ``service`` fixture
+command builds its client through ``common.make_client``, which the ``service`` fixture
 replaces with one wired to the fake.
 """
 
@@ -24,17 +24,13 @@ import httpx
 import pytest
 
 from tongyi_vision import Client, cli
-from tongyi_vision._index import (
-    Embedder,
-    Header,
-    IndexWriter,
-    Item,
-    collect_items,
-    read_index,
-    split_text,
-)
-from tongyi_vision._limits import estimate_text_tokens
+from tongyi_vision.cli import app, common
+from tongyi_vision.cli.embed import Embedder
+from tongyi_vision.cli.index import Header, IndexWriter, read_index
+from tongyi_vision.cli.items import Item, collect_items
+from tongyi_vision.media.texts import split_text
 from tongyi_vision.samples import write_sample_images, write_sample_texts
+from tongyi_vision.wire.limits import estimate_text_tokens
 
 DIMENSION = 768
 
@@ -114,7 +110,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
         http = httpx.Client(transport=httpx.MockTransport(service.handler))
         return Client(api_key="sk-test", http_client=http, **settings)
 
-    monkeypatch.setattr(cli, "_client", make)
+    monkeypatch.setattr(common, "make_client", make)
     return service
 
 
@@ -216,7 +212,7 @@ def test_no_api_key_exits_5_with_the_variable_to_set(
     capsys: pytest.CaptureFixture[str], samples: Path, tmp_path: Path
 ) -> None:
     code, out, err = run(capsys, "embed", samples, "--out", tmp_path / "i.jsonl")
-    assert code == cli.EXIT_CONFIG == 5
+    assert code == common.EXIT_CONFIG == 5
     assert out == ""
     assert err.count("\n") == 1
     assert err.startswith("error: no API key: set EMPIRIOLABS_API_KEY")
@@ -250,7 +246,7 @@ def test_missing_path_exits_3(
     capsys: pytest.CaptureFixture[str], fake: Fake, tmp_path: Path
 ) -> None:
     code, _, err = run(capsys, "embed", tmp_path / "nope", "--out", tmp_path / "i.jsonl")
-    assert code == cli.EXIT_INPUT == 3
+    assert code == common.EXIT_INPUT == 3
     assert err.count("\n") == 1
     assert "nope" in err and "no such file or folder" in err
     assert fake.requests == 0
@@ -285,7 +281,7 @@ def test_api_errors_exit_4_with_a_remedy(
 ) -> None:
     fake.fail = lambda number, contents: error(status, "the provider says\nno", code)
     exit_code, _, err = run(capsys, "embed", samples, "--out", tmp_path / "i.jsonl")
-    assert exit_code == cli.EXIT_API == 4
+    assert exit_code == common.EXIT_API == 4
     lines = err.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("error: the provider says no")
@@ -309,7 +305,7 @@ def test_other_failures_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     def broken(args: argparse.Namespace) -> int:
         raise TongyiVisionError("something else\nwent wrong")
 
-    assert cli.run_handler(broken, argparse.Namespace()) == 1
+    assert app.run_handler(broken, argparse.Namespace()) == 1
     assert capsys.readouterr().err == "error: something else went wrong\n"
 
 
@@ -317,7 +313,7 @@ def test_keyboard_interrupt_exits_130(capsys: pytest.CaptureFixture[str]) -> Non
     def interrupted(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
-    assert cli.run_handler(interrupted, argparse.Namespace()) == 130
+    assert app.run_handler(interrupted, argparse.Namespace()) == 130
     assert "interrupted" in capsys.readouterr().err
 
 
@@ -327,7 +323,7 @@ def test_missing_extra_exits_5(capsys: pytest.CaptureFixture[str]) -> None:
     def needs_extra(args: argparse.Namespace) -> int:
         raise MissingDependencyError("tqdm", "progress", "the bar")
 
-    assert cli.run_handler(needs_extra, argparse.Namespace()) == 5
+    assert app.run_handler(needs_extra, argparse.Namespace()) == 5
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tongyi-vision[progress]" in err
 
@@ -633,9 +629,9 @@ def test_an_interrupt_request_stops_after_the_chunk_in_flight(
 def test_videos_without_the_video_extra_are_skipped_not_fatal(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from tongyi_vision import _clips
+    from tongyi_vision.cli import items
 
-    monkeypatch.setattr(_clips, "video_decoding_available", lambda: False)
+    monkeypatch.setattr(items, "video_decoding_available", lambda: False)
     (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
     (tmp_path / "note.txt").write_text("a note")
     collected = collect_items([tmp_path])

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
-from tongyi_vision import _demo
-from tongyi_vision._limits import sniff_image_format
 from tongyi_vision.cli import build_parser
+from tongyi_vision.cli import demo as _demo
 from tongyi_vision.samples import SAMPLE_IMAGES, SAMPLE_TEXTS, image_bytes, write_sample_images
+from tongyi_vision.wire.formats import sniff_image_format
 
 
 def demo_args(*argv: str) -> argparse.Namespace:

@@ -8,8 +8,16 @@ import threading
 import httpx
 import pytest
 
-from _core_fakes import FakeService, MakeAsyncClient, MakeClient, Seen, error_response, text_vector
-from tongyi_vision._scheduler import AdaptiveLimit
+from _core_fakes import (
+    FakeService,
+    MakeAsyncClient,
+    MakeClient,
+    Seen,
+    error_response,
+    permits_of,
+    text_vector,
+)
+from tongyi_vision.engine.permits import PermitState
 
 WAIT_SECONDS = 10  # only reached if the client fails to overlap requests: the test then fails
 
@@ -98,32 +106,39 @@ def test_one_request_needs_no_threads(make_client: MakeClient, service: FakeServ
     assert threads == [threading.main_thread()]
 
 
+def _attempt(state: PermitState, verdict: str, epoch: int | None = None) -> None:
+    """One request through the limit: take a permit, give it back with ``verdict``."""
+    taken = state.take(False)
+    state.give_back(taken if epoch is None else epoch, verdict)  # type: ignore[arg-type]
+
+
 def test_adaptive_limit_halves_once_per_burst_and_recovers() -> None:
-    limit = AdaptiveLimit(8)
+    limit = PermitState(8)
     epoch = limit.epoch
-    limit.on_throttle(epoch)
-    assert limit.current == 4
+    _attempt(limit, "throttled", epoch)
+    assert limit.limit == 4
     # more 429s for requests sent before the first was seen do not lower it again
-    limit.on_throttle(epoch)
-    limit.on_throttle(epoch)
-    assert limit.current == 4
-    limit.on_throttle(limit.epoch)
-    assert limit.current == 2
+    _attempt(limit, "throttled", epoch)
+    _attempt(limit, "throttled", epoch)
+    assert limit.limit == 4
+    _attempt(limit, "throttled")
+    assert limit.limit == 2
     for _ in range(2):
-        limit.on_success()
-    assert limit.current == 3
+        _attempt(limit, "succeeded")
+    assert limit.limit == 3
     for _ in range(3 + 4 + 5 + 6 + 7):
-        limit.on_success()
-    assert limit.current == 8
-    limit.on_success()
-    assert limit.current == 8  # never above the maximum
+        _attempt(limit, "succeeded")
+    assert limit.limit == 8
+    _attempt(limit, "succeeded")
+    assert limit.limit == 8  # never above the maximum
+    assert limit.in_flight == 0
 
 
 def test_adaptive_limit_never_drops_below_one() -> None:
-    limit = AdaptiveLimit(2)
+    limit = PermitState(2)
     for _ in range(5):
-        limit.on_throttle(limit.epoch)
-    assert limit.current == 1
+        _attempt(limit, "throttled")
+    assert limit.limit == 1
 
 
 def test_a_429_lowers_the_clients_concurrency_and_successes_raise_it(
@@ -152,11 +167,11 @@ def test_a_429_lowers_the_clients_concurrency_and_successes_raise_it(
 
     client = make_client(handler, max_concurrency=4, max_parts_per_request=1)
     client.embed(["first"])
-    assert client._limit.current == 2
+    assert permits_of(client).limit == 2
     result = client.embed([f"t{i}" for i in range(40)])
     assert len(result.vectors) == 40
     assert max(peaks_after_throttle) <= 4
-    assert client._limit.current == 4
+    assert permits_of(client).limit == 4
 
 
 def test_concurrent_calls_on_one_sync_client_share_max_concurrency(make_client: MakeClient) -> None:
@@ -188,7 +203,7 @@ def test_concurrent_calls_on_one_sync_client_share_max_concurrency(make_client: 
     assert results["b"] == [text_vector(f"b{i}") for i in range(8)]
     # two calls of eight requests each, but never more than four in flight between them
     assert counter.peak == 4
-    assert client._limit.in_flight == 0
+    assert permits_of(client).in_flight == 0
     # both calls' usage reached the client's total
     assert client.usage.requests == 16
     assert client.usage.prompt_tokens == 160
@@ -219,7 +234,7 @@ async def test_concurrent_calls_on_one_async_client_share_max_concurrency(
     assert first.vectors == [text_vector(f"a{i}") for i in range(6)]
     assert second.vectors == [text_vector(f"b{i}") for i in range(6)]
     assert counter.peak == 3
-    assert client._limit.in_flight == 0
+    assert permits_of(client).in_flight == 0
 
 
 class HandlerBug(Exception):
@@ -240,7 +255,7 @@ def test_an_unexpected_exception_in_a_worker_surfaces_and_frees_the_slots(
     client = make_client(handler, max_concurrency=4, max_parts_per_request=1)
     with pytest.raises(HandlerBug):
         client.embed([f"t{i}" for i in range(20)])
-    assert client._limit.in_flight == 0
+    assert permits_of(client).in_flight == 0
     # the client still works afterwards
     assert client.embed(["after"]).vectors == [text_vector("after")]
 
@@ -260,7 +275,7 @@ async def test_an_unexpected_exception_in_an_async_worker_surfaces(
     client = make_async_client(handler, max_concurrency=4, max_parts_per_request=1)
     with pytest.raises(HandlerBug):
         await client.embed([f"t{i}" for i in range(20)])
-    assert client._limit.in_flight == 0
+    assert permits_of(client).in_flight == 0
     assert (await client.embed(["after"])).vectors == [text_vector("after")]
 
 
@@ -276,8 +291,8 @@ async def test_cancelling_an_async_call_frees_its_slots(make_async_client: MakeA
     client = make_async_client(handler, max_concurrency=3, max_parts_per_request=1)
     task = asyncio.ensure_future(client.embed(["a", "b", "c", "d"]))
     await entered.wait()
-    assert client._limit.in_flight > 0
+    assert permits_of(client).in_flight > 0
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert client._limit.in_flight == 0
+    assert permits_of(client).in_flight == 0

@@ -164,8 +164,8 @@ async def test_async_close_releases_only_what_the_client_opened() -> None:
     await http.aclose()
     client = AsyncClient(api_key="k")
     async with client:
-        pass
-    assert client._http.is_closed
+        opened = (await client._pool()).http  # the running loop's connections
+    assert opened.is_closed
 
 
 def test_a_key_with_a_trailing_newline_is_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,15 +16,6 @@ import httpx
 import pytest
 
 from tongyi_vision import MissingDependencyError
-from tongyi_vision._limits import estimate_text_tokens, image_tokens_for_pixels
-from tongyi_vision._wire import (
-    NATIVE_PATH,
-    OPENAI_PATH,
-    NativeError,
-    NativeResponse,
-    OpenAIError,
-    OpenAIResponse,
-)
 from tongyi_vision.emulator import EmulatorConfig, create_app, parse_fault_header
 from tongyi_vision.emulator._app import ConnectionDropped
 from tongyi_vision.emulator._config import parse_latency, parse_media_root, require_server
@@ -35,6 +26,15 @@ from tongyi_vision.emulator._vectors import (
     seeded_vector,
     text_vector,
     thumbnail,
+)
+from tongyi_vision.wire.limits import estimate_text_tokens, image_tokens_for_pixels
+from tongyi_vision.wire.models import (
+    NATIVE_PATH,
+    OPENAI_PATH,
+    NativeError,
+    NativeResponse,
+    OpenAIError,
+    OpenAIResponse,
 )
 
 FLASH = "tongyi-embedding-vision-flash"

@@ -23,7 +23,7 @@ from tongyi_vision import (
     ServerError,
     TongyiVisionError,
 )
-from tongyi_vision._dialects import parse_error
+from tongyi_vision.wire.dialects import parse_error
 
 STATUSES = [
     (400, "InvalidParameter", BadRequestError),

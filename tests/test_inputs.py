@@ -26,9 +26,9 @@ from tongyi_vision import (
     TooManyImagesError,
     UnsupportedMediaError,
     Video,
-    _imaging,
     estimate_text_tokens,
 )
+from tongyi_vision.media import imaging as _imaging
 
 if TYPE_CHECKING:
     from PIL.ImageFile import ImageFile as PILImageFile

@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 
 from _core_fakes import image_bytes, png_bytes
-from tongyi_vision import Image, MediaNotFoundError, Video, file_uri, media_part
-from tongyi_vision._imaging import fit_image, image_size
-from tongyi_vision._limits import (
-    base_model,
-    image_tokens_for_pixels,
-    media_price,
-    sniff_image_format,
-    sniff_video_format,
-)
+from tongyi_vision import CorruptMediaError, Image, MediaNotFoundError, Video, file_uri, media_part
+from tongyi_vision.media.imaging import fit_image, image_size
+from tongyi_vision.wire.formats import sniff_image_format, sniff_video_format
+from tongyi_vision.wire.limits import base_model, image_tokens_for_pixels, media_price
 
 MP4_HEAD = b"\x00\x00\x00\x18ftypisom" + bytes(16)
 
@@ -117,8 +112,9 @@ def test_model_names_and_prices() -> None:
 
 
 def test_image_size_reads_the_header() -> None:
-    assert image_size(image_bytes("GIF", 31, 17)) == (31, 17)
-    assert image_size(b"not an image") is None
+    assert image_size(image_bytes("GIF", 31, 17), description="gif") == (31, 17)
+    with pytest.raises(CorruptMediaError, match="bytes: cannot be decoded"):
+        image_size(b"not an image", description="bytes")
 
 
 def test_a_large_transparent_image_is_flattened_into_a_jpeg() -> None:

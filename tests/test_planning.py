@@ -9,8 +9,8 @@ import pytest
 
 from _core_fakes import FakeService, MakeClient, png_bytes, text_vector, vector_for
 from tongyi_vision import Image, MultiImage, Part, Video
-from tongyi_vision._parts import prepare_part
-from tongyi_vision._planner import Batch, Limits, dedupe, pack, split
+from tongyi_vision.engine.planner import Batch, Limits, dedupe, pack, split
+from tongyi_vision.media.parts import prepare_part
 
 
 def test_equal_parts_are_sent_once_and_all_get_the_vector(

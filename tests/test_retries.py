@@ -24,9 +24,9 @@ from tongyi_vision import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
-    _scheduler,
 )
-from tongyi_vision._scheduler import RetryPolicy, parse_retry_after
+from tongyi_vision.engine import scheduler as _scheduler
+from tongyi_vision.engine.scheduler import RetryPolicy, parse_retry_after
 
 NOW = 1_700_000_000.0
 

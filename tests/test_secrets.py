@@ -17,7 +17,7 @@ from tongyi_vision import (
     Client,
     ServerError,
 )
-from tongyi_vision._config import Secret, resolve_settings
+from tongyi_vision.engine.config import Secret, resolve_settings
 
 
 def test_clients_repr_and_str_hide_the_key(make_client: MakeClient, service: FakeService) -> None:

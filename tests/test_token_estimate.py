@@ -8,7 +8,7 @@ import random
 import pytest
 
 from tongyi_vision import estimate_text_tokens
-from tongyi_vision._limits import _CJK
+from tongyi_vision.wire.limits import _CJK
 
 
 def reference(text: str) -> int:

@@ -94,7 +94,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_loader_yields_one_document_per_clip(library: Path) -> None:
-    from tongyi_vision.langchain._video import SkippedVideoWarning, TongyiVideoLoader
+    from tongyi_vision.langchain import SkippedVideoWarning, TongyiVideoLoader
 
     with pytest.warns(SkippedVideoWarning, match=r"notes\.txt.*not a video container"):
         documents = TongyiVideoLoader(library, clip_seconds=10.0).load()
@@ -120,7 +120,7 @@ def test_loader_yields_one_document_per_clip(library: Path) -> None:
 
 
 def test_loader_takes_globs_lists_and_sub_folders(library: Path) -> None:
-    from tongyi_vision.langchain._video import TongyiVideoLoader
+    from tongyi_vision.langchain import TongyiVideoLoader
 
     pattern = str(library / "**" / "*.webm")
     documents = TongyiVideoLoader(pattern, recursive=True, clip_seconds=2.0).load()
@@ -137,7 +137,7 @@ def test_loader_takes_globs_lists_and_sub_folders(library: Path) -> None:
 def test_loader_writes_a_thumbnail_per_clip(library: Path, tmp_path: Path) -> None:
     from PIL import Image as PILImage
 
-    from tongyi_vision.langchain._video import TongyiVideoLoader
+    from tongyi_vision.langchain import TongyiVideoLoader
 
     documents = TongyiVideoLoader(
         library / "sample.mp4", thumbnails_dir=tmp_path / "thumbs", thumbnail_size=160
@@ -161,7 +161,7 @@ def test_loader_writes_a_thumbnail_per_clip(library: Path, tmp_path: Path) -> No
 
 
 def test_loader_reports_bad_files_as_asked(library: Path, tmp_path: Path) -> None:
-    from tongyi_vision.langchain._video import SkippedVideoWarning, TongyiVideoLoader
+    from tongyi_vision.langchain import SkippedVideoWarning, TongyiVideoLoader
 
     broken = garbage_after_header(library / "sample.mp4", tmp_path / "broken.mp4")
     with pytest.raises(CorruptMediaError, match=r"broken\.mp4': cannot be opened as a video"):
@@ -178,7 +178,7 @@ def test_loader_reports_bad_files_as_asked(library: Path, tmp_path: Path) -> Non
 def test_loader_skips_undecodable_clips_when_it_writes_thumbnails(
     library: Path, tmp_path: Path
 ) -> None:
-    from tongyi_vision.langchain._video import SkippedVideoWarning, TongyiVideoLoader
+    from tongyi_vision.langchain import SkippedVideoWarning, TongyiVideoLoader
 
     whole = sample(tmp_path, "whole.mkv")
     cut = truncated(whole, tmp_path / "cut.mkv", fraction=0.3)
@@ -191,7 +191,7 @@ def test_loader_skips_undecodable_clips_when_it_writes_thumbnails(
 def test_blob_parser_reads_file_blobs_and_refuses_memory(library: Path) -> None:
     from langchain_core.document_loaders.blob_loaders import Blob
 
-    from tongyi_vision.langchain._video import SkippedVideoWarning, TongyiVideoParser
+    from tongyi_vision.langchain import SkippedVideoWarning, TongyiVideoParser
 
     parser = TongyiVideoParser(clip_seconds=10.0)
     blob = Blob.from_path(library / "sample.mp4", metadata={"album": "tests"})
@@ -205,8 +205,7 @@ def test_blob_parser_reads_file_blobs_and_refuses_memory(library: Path) -> None:
 def test_clip_documents_embed_as_their_own_frames(library: Path, http: httpx.Client) -> None:
     from langchain_core.vectorstores import InMemoryVectorStore
 
-    from tongyi_vision.langchain import TongyiVisionEmbeddings
-    from tongyi_vision.langchain._video import TongyiVideoLoader
+    from tongyi_vision.langchain import TongyiVideoLoader, TongyiVisionEmbeddings
 
     service: FakeService = http._transport.handler  # type: ignore[attr-defined]
     embeddings = TongyiVisionEmbeddings(api_key=KEY, http_client=http)
@@ -262,7 +261,7 @@ class RecordingEmbedder:
 def test_reader_yields_clip_documents_carrying_their_vectors(library: Path) -> None:
     from llama_index.core.schema import ImageDocument
 
-    from tongyi_vision.llama_index._video import TongyiVideoReader
+    from tongyi_vision.llama_index import TongyiVideoReader
 
     embedder = RecordingEmbedder()
     reader = TongyiVideoReader(embedder, clip_seconds=10.0, on_error="ignore")
@@ -288,7 +287,7 @@ def test_reader_yields_clip_documents_carrying_their_vectors(library: Path) -> N
 def test_reader_sets_thumbnails_as_image_paths(library: Path, tmp_path: Path) -> None:
     from llama_index.core.schema import ImageDocument
 
-    from tongyi_vision.llama_index._video import TongyiVideoReader
+    from tongyi_vision.llama_index import TongyiVideoReader
 
     reader = TongyiVideoReader(RecordingEmbedder(), thumbnails_dir=tmp_path)
     documents = reader.load_data(library / "sample.mp4")
@@ -301,7 +300,7 @@ def test_reader_sets_thumbnails_as_image_paths(library: Path, tmp_path: Path) ->
 def test_reader_with_a_core_client_sends_each_clip_as_frames(
     library: Path, http: httpx.Client, service: FakeService
 ) -> None:
-    from tongyi_vision.llama_index._video import TongyiVideoReader
+    from tongyi_vision.llama_index import TongyiVideoReader
 
     with Client(api_key=KEY, http_client=http) as client:
         documents = TongyiVideoReader(client).load_data(library / "sample.mp4")
@@ -315,7 +314,7 @@ def test_index_stores_the_clip_vectors_without_embedding_again(library: Path) ->
     from llama_index.core.embeddings import MultiModalEmbedding
     from llama_index.core.indices import MultiModalVectorStoreIndex
 
-    from tongyi_vision.llama_index._video import TongyiVideoReader
+    from tongyi_vision.llama_index import TongyiVideoReader
 
     class QueryOnly(MultiModalEmbedding):
         """Embeds queries as 'near 20 s'; fails if asked to embed a document or an image."""
@@ -347,21 +346,38 @@ def test_index_stores_the_clip_vectors_without_embedding_again(library: Path) ->
     assert (top.metadata["start_seconds"], top.metadata["end_seconds"]) == (20.0, 25.0)
 
 
-def test_reader_skips_only_the_clips_that_cannot_be_decoded(tmp_path: Path) -> None:
-    from tongyi_vision.llama_index._video import SkippedVideoWarning, TongyiVideoReader
+def test_reader_skips_only_the_clips_that_cannot_be_decoded(
+    tmp_path: Path, http: httpx.Client
+) -> None:
+    from tongyi_vision.llama_index import (
+        SkippedVideoWarning,
+        TongyiVideoReader,
+        TongyiVisionEmbedding,
+    )
 
     cut = truncated(sample(tmp_path, "whole.mkv"), tmp_path / "cut.mkv", fraction=0.3)
-    reader = TongyiVideoReader(RecordingEmbedder())
+    embedding = TongyiVisionEmbedding(api_key=KEY, http_client=http)
+    reader = TongyiVideoReader(embedding)
     with pytest.warns(SkippedVideoWarning, match="no frame between"):
         documents = reader.load_data(cut)
     assert documents and documents[0].metadata["start_seconds"] == 0.0
     assert any("#t=20,25" in e.path for e in reader.errors)
     with pytest.raises(CorruptMediaError):
-        TongyiVideoReader(RecordingEmbedder(), on_error="raise").load_data(cut)
+        TongyiVideoReader(embedding, on_error="raise").load_data(cut)
+
+
+def test_a_foreign_embedder_skips_a_file_with_a_bad_clip_whole(tmp_path: Path) -> None:
+    from tongyi_vision.llama_index import SkippedVideoWarning, TongyiVideoReader
+
+    cut = truncated(sample(tmp_path, "whole.mkv"), tmp_path / "cut.mkv", fraction=0.3)
+    reader = TongyiVideoReader(RecordingEmbedder())
+    with pytest.warns(SkippedVideoWarning, match="no frame between"):
+        assert reader.load_data(cut) == []
+    assert [e.path for e in reader.errors] == [str(cut)]
 
 
 def test_reader_refuses_what_cannot_embed_video() -> None:
-    from tongyi_vision.llama_index._video import TongyiVideoReader
+    from tongyi_vision.llama_index import TongyiVideoReader
 
     with pytest.raises(TypeError, match="get_video_embedding_batch"):
         TongyiVideoReader(object())  # type: ignore[arg-type]
@@ -372,8 +388,7 @@ def test_reader_refuses_what_cannot_embed_video() -> None:
 def test_reader_with_the_llama_index_embedding(
     library: Path, http: httpx.Client, service: FakeService
 ) -> None:
-    from tongyi_vision.llama_index import TongyiVisionEmbedding
-    from tongyi_vision.llama_index._video import TongyiVideoReader
+    from tongyi_vision.llama_index import TongyiVideoReader, TongyiVisionEmbedding
 
     embedding = TongyiVisionEmbedding(api_key=KEY, http_client=http)
     documents = TongyiVideoReader(embedding).load_data(library / "short.mkv")
@@ -383,7 +398,7 @@ def test_reader_with_the_llama_index_embedding(
 
 
 def test_unsupported_file_named_explicitly_is_reported(tmp_path: Path) -> None:
-    from tongyi_vision.llama_index._video import TongyiVideoReader
+    from tongyi_vision.llama_index import TongyiVideoReader
 
     notes = tmp_path / "notes.mp4"
     notes.write_text("hello")
@@ -394,7 +409,7 @@ def test_unsupported_file_named_explicitly_is_reported(tmp_path: Path) -> None:
 def test_reader_does_not_pay_twice_for_clips_finished_before_a_bad_one(
     tmp_path: Path, http: httpx.Client, service: FakeService
 ) -> None:
-    from tongyi_vision.llama_index._video import SkippedVideoWarning, TongyiVideoReader
+    from tongyi_vision.llama_index import SkippedVideoWarning, TongyiVideoReader
 
     cut = truncated(sample(tmp_path, "whole.mkv"), tmp_path / "cut.mkv", fraction=0.3)
     with Client(api_key=KEY, http_client=http, max_concurrency=1) as client:

@@ -42,9 +42,9 @@ from tongyi_vision import (
     media_part,
     probe_video,
 )
-from tongyi_vision._clips import sample_frames
-from tongyi_vision._limits import MAX_IMAGE_BYTES, MAX_VIDEO_BYTES
-from tongyi_vision._video import parse_time_fragment
+from tongyi_vision.media.decoding import sample_frames
+from tongyi_vision.media.sources import parse_time_fragment
+from tongyi_vision.wire.limits import MAX_IMAGE_BYTES, MAX_VIDEO_BYTES
 
 KEY = "sk-test-video"
 
@@ -430,7 +430,7 @@ def test_client_sends_a_clip_as_one_multi_images_content(video: Path) -> None:
 def test_a_seek_that_overshoots_falls_back_to_reading_from_the_start(
     video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tongyi_vision import _clips
+    from tongyi_vision.media import decoding as _clips
 
     original = _clips._Opened.frames
     seeks: list[float | None] = []
@@ -452,7 +452,7 @@ def test_a_seek_that_overshoots_falls_back_to_reading_from_the_start(
 def test_a_truncated_file_is_not_read_again_from_the_start(
     tmp_path: Path, media: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tongyi_vision import _clips
+    from tongyi_vision.media import decoding as _clips
 
     cut = truncated(sample(media, "whole-again.mkv"), tmp_path / "cut.mkv", fraction=0.3)
     opened: list[object] = []

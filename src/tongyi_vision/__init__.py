@@ -6,12 +6,24 @@
 
 LangChain and LlamaIndex adapters live in :mod:`tongyi_vision.langchain` and
 :mod:`tongyi_vision.llama_index`; a local emulator of the API in
-:mod:`tongyi_vision.emulator`.
+:mod:`tongyi_vision.emulator`; sample media for demos and tests in
+:mod:`tongyi_vision.samples`.
 """
 
-from ._client import AsyncClient, Client, __version__
-from ._clips import VideoClip, VideoInfo, clip_bounds, iter_clips, probe_video
-from ._exceptions import (
+import inspect
+
+from ._version import __version__
+from .engine.client import AsyncClient, Client
+from .engine.scheduler import OnInvalid
+from .media.catalogue import MediaFile, OnError, SkippedFile, scan
+from .media.clips import VideoClip, clip_bounds, iter_clips
+from .media.decoding import VideoInfo, probe_video
+from .media.image import Image, MultiImage
+from .media.parts import Part
+from .media.references import media_part
+from .media.sources import file_uri
+from .media.video import Video, VideoStrategy
+from .wire.errors import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
@@ -29,6 +41,7 @@ from ._exceptions import (
     MediaTooLargeError,
     MissingDependencyError,
     NotFoundError,
+    PartialResult,
     PermissionDeniedError,
     RateLimitError,
     RequestTimeoutError,
@@ -39,11 +52,8 @@ from ._exceptions import (
     TooManyImagesError,
     UnsupportedMediaError,
 )
-from ._limits import FLASH, MODELS, PLUS, ModelSpec, estimate_text_tokens
-from ._parts import Image, MultiImage, Part
-from ._references import file_uri, media_part
-from ._types import EmbedResult, PartialResult, ProgressEvent, Usage
-from ._video import Video, VideoStrategy
+from .wire.limits import FLASH, MODELS, PLUS, ModelSpec, estimate_text_tokens
+from .wire.results import EmbedResult, ProgressEvent, Usage
 
 __all__ = [
     "FLASH",
@@ -66,12 +76,15 @@ __all__ = [
     "EmptyInputError",
     "Image",
     "InputError",
+    "MediaFile",
     "MediaNotFoundError",
     "MediaTooLargeError",
     "MissingDependencyError",
     "ModelSpec",
     "MultiImage",
     "NotFoundError",
+    "OnError",
+    "OnInvalid",
     "Part",
     "PartialResult",
     "PermissionDeniedError",
@@ -80,6 +93,7 @@ __all__ = [
     "RequestTimeoutError",
     "RequestTooLargeError",
     "ServerError",
+    "SkippedFile",
     "TextTooLongError",
     "TongyiVisionError",
     "TooManyImagesError",
@@ -96,4 +110,18 @@ __all__ = [
     "iter_clips",
     "media_part",
     "probe_video",
+    "scan",
 ]
+
+
+def _public(names: list[str], module: str) -> None:
+    """Show ``module`` as the home of the classes and functions in ``names`` (as httpx does),
+    so reprs, tracebacks and the API reference give the path users import from."""
+    namespace = globals()
+    for name in names:
+        value = namespace.get(name)
+        if isinstance(value, type) or inspect.isfunction(value):
+            value.__module__ = module
+
+
+_public(__all__, __name__)

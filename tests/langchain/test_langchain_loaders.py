@@ -18,7 +18,6 @@ from tongyi_vision import (
     EmptyInputError,
     MediaNotFoundError,
     UnsupportedMediaError,
-    _imaging,
     file_uri,
 )
 from tongyi_vision.langchain import (
@@ -26,6 +25,7 @@ from tongyi_vision.langchain import (
     TongyiImageLoader,
     TongyiImageParser,
 )
+from tongyi_vision.media import imaging as _imaging
 
 # The simple one-document-per-file loader; the package may export a clip-aware one instead.
 

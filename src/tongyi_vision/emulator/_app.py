@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .._limits import MODELS, ModelSpec, base_model
-from .._wire import (
+from ..wire.limits import MODELS, ModelSpec, base_model
+from ..wire.models import (
     NATIVE_PATH,
     OPENAI_PATH,
     InputTokensDetails,

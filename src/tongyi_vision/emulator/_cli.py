@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .._exceptions import MissingDependencyError
+from ..wire.errors import MissingDependencyError
 from ._config import EmulatorConfig, parse_latency, parse_media_root, require_server
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
 
-from .._exceptions import MissingDependencyError
+from ..wire.errors import MissingDependencyError
 
 UsageShape = Literal["new", "old"]
 MediaRoots = Union[Mapping[str, "str | Path"], Iterable[tuple[str, "str | Path"]], None]  # noqa: UP007

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._wire import NativeError, OpenAIError, OpenAIErrorDetail
+from ..wire.models import NativeError, OpenAIError, OpenAIErrorDetail
 
 # A native code for each status the emulator answers with (contract.md, "Errors").
 DEFAULT_CODES: dict[int, str] = {

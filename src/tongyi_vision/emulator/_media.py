@@ -1,10 +1,10 @@
 """Checking and embedding the contents of one request, as the real service would.
 
-Limits come from :mod:`tongyi_vision._limits`, shared with the client. Token
+Limits come from :mod:`tongyi_vision.wire.limits`, shared with the client. Token
 counts follow the documented formulas (docs/emulator.md, "Usage"):
 
-- text: :func:`~tongyi_vision._limits.estimate_text_tokens`;
-- image: :func:`~tongyi_vision._limits.image_tokens_for_pixels` of its size; an
+- text: :func:`~tongyi_vision.wire.limits.estimate_text_tokens`;
+- image: :func:`~tongyi_vision.wire.limits.image_tokens_for_pixels` of its size; an
   http(s) image the emulator cannot read counts as 512 x 512 pixels;
 - video: one 448 x 448 frame per second at ``fps`` frames per second (at least
   one frame); a video's length is taken as 10 seconds, since the emulator does
@@ -21,29 +21,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._limits import (
+from ..wire.formats import (
     IMAGE_MIME_TYPES,
+    VIDEO_MIME_TYPES,
+    sniff_image_format,
+    sniff_video_format,
+)
+from ..wire.limits import (
+    MAX_DECODE_PIXELS,
     MAX_IMAGE_BYTES,
     MAX_IMAGES_PER_GROUP,
     MAX_IMAGES_PER_REQUEST,
     MAX_PARTS_PER_REQUEST,
     MAX_TEXT_TOKENS,
     MAX_VIDEO_BYTES,
-    VIDEO_MIME_TYPES,
     estimate_text_tokens,
     image_tokens_for_pixels,
-    sniff_image_format,
-    sniff_video_format,
 )
-from .._wire import NativeContent
+from ..wire.models import NativeContent
 from . import _vectors
 from ._errors import ApiFault, bad_request
 
 URL_IMAGE_SIZE = (512, 512)
 VIDEO_SECONDS = 10.0
 VIDEO_FRAME_SIZE = (448, 448)
-# Larger than any camera sensor; beyond it an image is a decompression bomb, not a photo.
-_MAX_PIXELS = 120_000_000
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def _image(value: str, options: Options, param: str) -> tuple[_vectors.Vector, i
             param=param,
         )
     try:
-        width, height, pixels = _vectors.thumbnail(data, _MAX_PIXELS)
+        width, height, pixels = _vectors.thumbnail(data, MAX_DECODE_PIXELS)
     except Exception as exc:
         # Pillow raises many types for broken files; all mean the same to the caller.
         raise bad_request(f"image cannot be decoded ({type(exc).__name__})", param=param) from exc

@@ -13,7 +13,7 @@ retrievers and chains keep working, now over images and video too.
 Needs the ``langchain`` extra: ``pip install 'tongyi-vision[langchain]'``.
 """
 
-from .._exceptions import MissingDependencyError
+from ..wire.errors import MissingDependencyError
 
 try:
     import langchain_core  # noqa: F401
@@ -23,10 +23,12 @@ except ImportError as exc:  # pragma: no cover - exercised in an environment wit
 from ._embeddings import TongyiVisionEmbeddings
 from ._loaders import (
     SkippedMediaWarning,
+    SkippedVideoWarning,
     TongyiImageLoader,
     TongyiImageParser,
+    TongyiVideoLoader,
+    TongyiVideoParser,
 )
-from ._video import SkippedVideoWarning, TongyiVideoLoader, TongyiVideoParser
 
 __all__ = [
     "SkippedMediaWarning",
@@ -37,3 +39,6 @@ __all__ = [
     "TongyiVideoParser",
     "TongyiVisionEmbeddings",
 ]
+
+for _name in __all__:
+    globals()[_name].__module__ = __name__

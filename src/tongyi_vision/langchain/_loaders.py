@@ -1,118 +1,68 @@
 """Loaders that turn image and video files into LangChain documents holding media references.
 
-A document's ``page_content`` is the file's ``file://`` URI (or, on request, a
-``data:`` URI), which :class:`TongyiVisionEmbeddings` embeds as the image or
-video itself. Files are found lazily and read only as far as their headers, so
-loading a folder of thousands of images keeps memory flat.
+An image document's ``page_content`` is the file's ``file://`` URI (or, on
+request, a ``data:`` URI); a video clip's is the file's URI with a media
+fragment, ``file:///talks/keynote.mp4#t=60,70``. :class:`TongyiVisionEmbeddings`
+embeds such strings as the image or the clip itself, so the documents go into
+any vector store through ``add_documents``. Files are found by the core's
+media-file catalogue, lazily, and read only as far as their headers, so
+loading a folder of thousands of files keeps memory flat.
 """
 
 from __future__ import annotations
 
 import base64
-import glob as globlib
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 from langchain_core.document_loaders import BaseBlobParser, BaseLoader
 from langchain_core.documents.base import Blob, Document
 
-from .. import _imaging
-from .._exceptions import (
-    EmptyInputError,
-    MediaNotFoundError,
-    TongyiVisionError,
-    UnsupportedMediaError,
+from ..media.catalogue import (
+    MediaFile,
+    MediaKind,
+    OnError,
+    PathInput,
+    SkippedFile,
+    Skips,
+    check_on_error,
+    inspect_bytes,
+    scan,
 )
-from .._files import walk_folder
-from .._limits import IMAGE_MIME_TYPES, sniff_image_format
-from .._references import file_uri
+from ..media.clips import DEFAULT_CLIP_SECONDS, clip_bounds, clip_metadata, iter_clips
+from ..media.decoding import DEFAULT_FRAMES
+from ..wire.errors import InputError, MediaNotFoundError
+from ..wire.limits import MAX_IMAGES_PER_GROUP
 
-OnError = Literal["warn", "raise", "ignore"]
-PathSource = Union[str, "os.PathLike[str]"]
-
-# Formats the loaders accept as images: the service's own, and those the core re-encodes.
-_IMAGE_MIME_TYPES = {
-    **IMAGE_MIME_TYPES,
-    "gif": "image/gif",
-    "webp": "image/webp",
-    "tiff": "image/tiff",
-}
-_HEAD = 64
-_GLOB_CHARS = frozenset("*?[")
+_IMAGE: tuple[MediaKind] = ("image",)
+_VIDEO: tuple[MediaKind] = ("video",)
 
 
 class SkippedMediaWarning(UserWarning):
     """A loader skipped a file it could not read or that is not the medium it loads."""
 
 
-class _MediaParser(BaseBlobParser):
-    """One document per blob, whose text is a media reference; subclasses say which medium."""
+class SkippedVideoWarning(SkippedMediaWarning):
+    """A video loader skipped a file or a clip it could not read.
 
-    kind = "media"
-
-    def __init__(self, *, as_data_uri: bool = False, on_error: OnError = "warn") -> None:
-        if on_error not in ("warn", "raise", "ignore"):
-            raise ValueError(f"on_error must be 'warn', 'raise' or 'ignore', not {on_error!r}")
-        self.as_data_uri = as_data_uri
-        self.on_error: OnError = on_error
-
-    def lazy_parse(self, blob: Blob) -> Iterator[Document]:
-        """Yield the blob's document, or skip it as ``on_error`` says."""
-        source = blob.source or "<in-memory blob>"
-        try:
-            document = self._document(blob, source)
-        except OSError as exc:
-            self._skip(
-                MediaNotFoundError(f"cannot be read ({exc.strerror or exc})", part=source), exc
-            )
-            return
-        except TongyiVisionError as exc:
-            self._skip(exc)
-            return
-        yield document
-
-    def _skip(self, error: TongyiVisionError, cause: BaseException | None = None) -> None:
-        """Raise ``error``, warn about it, or say nothing, as ``on_error`` says."""
-        if self.on_error == "raise":
-            raise error from cause
-        if self.on_error == "warn":
-            warnings.warn(f"skipped {error}", SkippedMediaWarning, stacklevel=3)
-
-    def _document(self, blob: Blob, source: str) -> Document:
-        path: Path | None = None
-        data: bytes | None = None
-        if blob.data is None and blob.path is not None:
-            path = Path(os.fspath(blob.path))
-            size = path.stat().st_size
-            with path.open("rb") as handle:
-                head = handle.read(_HEAD)
-        else:
-            data = blob.as_bytes()
-            size, head = len(data), data[:_HEAD]
-        if size == 0:
-            raise EmptyInputError("file is empty", part=source)
-        mime = self._mime_type(head, source)
-        metadata: dict[str, Any] = {**blob.metadata, "source": source, "mime_type": mime}
-        metadata["bytes"] = size
-        metadata.update(self._details(path if path is not None else data, source))
-        if path is not None and not self.as_data_uri:
-            content = file_uri(os.fspath(path))
-        else:
-            payload = data if data is not None else blob.as_bytes()
-            content = f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
-        return Document(page_content=content, metadata=metadata)
-
-    def _mime_type(self, head: bytes, source: str) -> str:
-        raise NotImplementedError
-
-    def _details(self, content: Path | bytes | None, source: str) -> dict[str, Any]:
-        return {}
+    A :class:`SkippedMediaWarning`, so one warnings filter covers images and video.
+    """
 
 
-class TongyiImageParser(_MediaParser):
+def _paths(path: PathInput | Sequence[PathInput]) -> list[PathInput]:
+    return [path] if isinstance(path, (str, os.PathLike)) else list(path)
+
+
+def _blob_record(blob: Blob, kind: MediaKind) -> MediaFile | SkippedFile:
+    """What a blob holds, by the catalogue's rules: a file it points to, or its bytes."""
+    if blob.data is None and blob.path is not None:
+        return next(iter(scan([blob.path], kinds=(kind,))))
+    return inspect_bytes(blob.as_bytes(), str(blob.source or "<in-memory blob>"), (kind,))
+
+
+class TongyiImageParser(BaseBlobParser):
     """Parses a blob holding an image into one document whose text is the image's reference.
 
     The text is the file's ``file://`` URI (a ``data:`` URI for in-memory
@@ -126,70 +76,45 @@ class TongyiImageParser(_MediaParser):
     >>> loader = GenericLoader(FileSystemBlobLoader("photos/"), TongyiImageParser())
     """
 
-    kind = "image"
+    def __init__(self, *, as_data_uri: bool = False, on_error: OnError = "warn") -> None:
+        self.as_data_uri = as_data_uri
+        self.skips = Skips(check_on_error(on_error), SkippedMediaWarning, "TongyiImageLoader")
 
-    def _mime_type(self, head: bytes, source: str) -> str:
-        fmt = sniff_image_format(head)
-        if fmt is None:
-            raise UnsupportedMediaError(
-                "is not an image (JPEG, PNG, BMP, GIF, WEBP or TIFF)", part=source
-            )
-        return _IMAGE_MIME_TYPES[fmt]
+    @property
+    def on_error(self) -> OnError:
+        return self.skips.on_error
 
-    def _details(self, content: Path | bytes | None, source: str) -> dict[str, Any]:
-        width: int | None = None
-        height: int | None = None
-        if content is not None and _imaging.pillow_available():
-            # Pillow reads only the header here; a broken header is a corrupt image.
-            opened = content if isinstance(content, bytes) else os.fspath(content)
-            with _imaging.open_image(opened, description=source) as image:
-                width, height = image.width, image.height
-        return {"width": width, "height": height}
+    def lazy_parse(self, blob: Blob) -> Iterator[Document]:
+        """Yield the blob's document, or skip it as ``on_error`` says."""
+        record = _blob_record(blob, "image")
+        if isinstance(record, SkippedFile):
+            self.skips(record)
+            return
+        yield self.document(record, {**blob.metadata, "source": blob.source or record.text}, blob)
 
-
-class _MediaLoader(BaseLoader):
-    def __init__(
-        self,
-        parser: _MediaParser,
-        path: PathSource | Sequence[PathSource],
-        *,
-        glob: str,
-        recursive: bool,
-    ) -> None:
-        self.paths: list[PathSource] = (
-            [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    def document(
+        self, image: MediaFile, metadata: dict[str, Any], blob: Blob | None = None
+    ) -> Document:
+        """The document of one image the catalogue found."""
+        in_memory = blob is not None and blob.data is not None
+        if self.as_data_uri or in_memory:
+            data = blob.as_bytes() if blob is not None and in_memory else image.path.read_bytes()
+            content = f"data:{image.mime_type};base64,{base64.b64encode(data).decode('ascii')}"
+        else:
+            content = image.uri
+        return Document(
+            page_content=content,
+            metadata={
+                **metadata,
+                "mime_type": image.mime_type,
+                "bytes": image.size,
+                "width": image.width,
+                "height": image.height,
+            },
         )
-        self.glob = glob
-        self.recursive = recursive
-        self.parser = parser
-
-    def lazy_load(self) -> Iterator[Document]:
-        """Yield one document per file, in name order, reading each as it is reached."""
-        for file in self._files():
-            yield from self.parser.lazy_parse(Blob.from_path(file))
-
-    def _files(self) -> Iterator[Path]:
-        for item in self.paths:
-            text = os.fspath(item)
-            path = Path(text)
-            if path.is_dir():
-                yield from self._walk(path)
-            elif path.exists() or not _GLOB_CHARS.intersection(text):
-                # A missing file reaches the parser, which reports it.
-                yield path
-            else:
-                matches = globlib.iglob(text, recursive=self.recursive)
-                yield from (Path(m) for m in sorted(matches) if Path(m).is_file())
-
-    def _walk(self, folder: Path) -> Iterator[Path]:
-        for found in walk_folder(folder, self.glob, self.recursive):
-            if isinstance(found, MediaNotFoundError):
-                self.parser._skip(found)
-            else:
-                yield found
 
 
-class TongyiImageLoader(_MediaLoader):
+class TongyiImageLoader(BaseLoader):
     """Loads images from a file, a folder, a glob pattern, or a list of them, lazily.
 
     One :class:`~langchain_core.documents.Document` per image; its text is the
@@ -199,10 +124,11 @@ class TongyiImageLoader(_MediaLoader):
     ``height`` (``None`` without Pillow).
 
     Args:
-        path: A file, a folder, a glob pattern such as ``"photos/**/*.jpg"``, or a list of them.
+        path: A file, a folder, a glob pattern such as ``"photos/**/*.jpg"`` (``**``
+            crosses folders), or a list of them.
         glob: Which file names to take from a folder, as in a shell: ``*`` (the default)
             takes every file but hidden ones.
-        recursive: Descend into sub-folders (and let ``**`` match them in patterns).
+        recursive: Descend into the sub-folders of a folder.
         as_data_uri: Put a ``data:`` URI in the text instead of a ``file://`` URI,
             for stores that outlive the files; this holds each image in memory.
         on_error: A file that is not an image or cannot be read is skipped with a
@@ -216,16 +142,180 @@ class TongyiImageLoader(_MediaLoader):
 
     def __init__(
         self,
-        path: PathSource | Sequence[PathSource],
+        path: PathInput | Sequence[PathInput],
         *,
         glob: str = "*",
         recursive: bool = False,
         as_data_uri: bool = False,
         on_error: OnError = "warn",
     ) -> None:
-        super().__init__(
-            TongyiImageParser(as_data_uri=as_data_uri, on_error=on_error),
-            path,
-            glob=glob,
-            recursive=recursive,
+        self.paths = _paths(path)
+        self.glob = glob
+        self.recursive = recursive
+        self.parser = TongyiImageParser(as_data_uri=as_data_uri, on_error=on_error)
+
+    def lazy_load(self) -> Iterator[Document]:
+        """Yield one document per image, in name order, reading each file as it is reached."""
+        found = scan(
+            self.paths,
+            kinds=_IMAGE,
+            pattern=self.glob,
+            recursive=self.recursive,
+            report_others=True,
         )
+        for record in found:
+            if isinstance(record, SkippedFile):
+                self.parser.skips(record)
+            else:
+                yield self.parser.document(record, {"source": record.text})
+
+
+class TongyiVideoParser(BaseBlobParser):
+    """Parses a blob holding a video file into one document per clip.
+
+    Usable with ``GenericLoader`` and ``FileSystemBlobLoader``. Clips point
+    into the file, so the blob must have a path; an in-memory blob is
+    reported as ``on_error`` says. Arguments as for :class:`TongyiVideoLoader`.
+
+    >>> GenericLoader(FileSystemBlobLoader("talks/", glob="*.mp4"), TongyiVideoParser()).load()
+    """
+
+    def __init__(
+        self,
+        *,
+        clip_seconds: float = DEFAULT_CLIP_SECONDS,
+        frames: int = DEFAULT_FRAMES,
+        thumbnails_dir: str | os.PathLike[str] | None = None,
+        thumbnail_size: int = 512,
+        on_error: OnError = "warn",
+    ) -> None:
+        self.skips = Skips(check_on_error(on_error), SkippedVideoWarning, "TongyiVideoLoader")
+        if not 1 <= frames <= MAX_IMAGES_PER_GROUP:
+            raise ValueError(f"frames must be between 1 and {MAX_IMAGES_PER_GROUP}, not {frames}")
+        clip_bounds(1.0, clip_seconds)  # refuses a bad clip length now, not at the first file
+        self.clip_seconds = clip_seconds
+        self.frames = frames
+        self.thumbnails_dir = Path(thumbnails_dir) if thumbnails_dir is not None else None
+        self.thumbnail_size = thumbnail_size
+
+    @property
+    def on_error(self) -> OnError:
+        return self.skips.on_error
+
+    def lazy_parse(self, blob: Blob) -> Iterator[Document]:
+        """Yield the documents of the blob's clips, reading the file's headers first."""
+        if blob.path is None:
+            where = str(blob.source or "<in-memory blob>")
+            message = "is in memory; video clips point into a file, so save it first"
+            self.skips(MediaNotFoundError(message, part=repr(where)), where)
+            return
+        record = _blob_record(blob, "video")
+        if isinstance(record, SkippedFile):
+            self.skips(record)
+            return
+        yield from self.parse_file(record, dict(blob.metadata))
+
+    def parse_file(
+        self, video: MediaFile, extra: dict[str, Any] | None = None
+    ) -> Iterator[Document]:
+        """The documents of one video file's clips."""
+        try:
+            clips = list(iter_clips(video.path, self.clip_seconds, frames=self.frames))
+        except InputError as exc:
+            self.skips(exc, video.text)
+            return
+        for clip in clips:
+            metadata: dict[str, Any] = {
+                **(extra or {}),
+                **clip_metadata(clip),
+                "source": video.text,
+            }
+            if self.thumbnails_dir is not None:
+                try:
+                    thumbnail = clip.save_thumbnail(
+                        self.thumbnails_dir, max_side=self.thumbnail_size
+                    )
+                except InputError as exc:
+                    # A clip whose frames cannot be decoded would fail at embedding time too.
+                    self.skips(exc, clip.uri)
+                    continue
+                metadata["thumbnail_path"] = str(thumbnail)
+            # The clip URI as id: loading a folder again updates its clips in a store, not adds.
+            yield Document(id=clip.uri, page_content=clip.uri, metadata=metadata)
+
+
+class TongyiVideoLoader(BaseLoader):
+    """Loads videos from a file, a folder, a glob pattern, or a list of them, one document
+    per clip, lazily.
+
+    Each video is split into clips of ``clip_seconds`` (the last one may be
+    shorter; one under a second joins the clip before it). A clip's
+    ``page_content`` is its reference, ``file:///path/video.mp4#t=10,20``,
+    which :class:`TongyiVisionEmbeddings` embeds as up to ``frames`` frames
+    sampled from that range: one vector per clip. Metadata: ``source`` (the
+    file), ``clip_index``, ``start_seconds``, ``end_seconds``, ``duration`` (of
+    the whole video), ``mime_type``, ``width``, ``height``, and
+    ``thumbnail_path`` when ``thumbnails_dir`` is given.
+
+    Only headers are read while loading; frames are decoded when the
+    documents are embedded, one clip at a time. Needs the ``video`` extra.
+
+    Args:
+        path: A file, a folder, a glob pattern such as ``"talks/**/*.mp4"`` (``**``
+            crosses folders), or a list of them.
+        glob: Which file names to take from a folder; by default all but hidden files.
+        recursive: Descend into the sub-folders of a folder.
+        clip_seconds: Length of a clip, 10 s by default.
+        frames: Frames sampled per clip, 1 to 8.
+        thumbnails_dir: Write a JPEG of each clip's middle frame here (this decodes
+            one frame per clip while loading, which also catches clips that cannot
+            be decoded, such as the lost end of a truncated file).
+        thumbnail_size: Long side of the thumbnails, in pixels.
+        on_error: A file that is not a video, cannot be read or cannot be decoded is
+            skipped with a :class:`SkippedVideoWarning` (``"warn"``), raises its
+            :class:`~tongyi_vision.InputError` (``"raise"``), or is skipped quietly
+            (``"ignore"``).
+
+    >>> store = InMemoryVectorStore(TongyiVisionEmbeddings())
+    >>> store.add_documents(TongyiVideoLoader("talks/", clip_seconds=10).load())
+    >>> store.similarity_search("a slide with a bar chart", k=1)[0].metadata["start_seconds"]
+    130.0
+    """
+
+    def __init__(
+        self,
+        path: PathInput | Sequence[PathInput],
+        *,
+        glob: str = "[!.]*",
+        recursive: bool = False,
+        clip_seconds: float = DEFAULT_CLIP_SECONDS,
+        frames: int = DEFAULT_FRAMES,
+        thumbnails_dir: str | os.PathLike[str] | None = None,
+        thumbnail_size: int = 512,
+        on_error: OnError = "warn",
+    ) -> None:
+        self.paths = _paths(path)
+        self.glob = glob
+        self.recursive = recursive
+        self.parser = TongyiVideoParser(
+            clip_seconds=clip_seconds,
+            frames=frames,
+            thumbnails_dir=thumbnails_dir,
+            thumbnail_size=thumbnail_size,
+            on_error=on_error,
+        )
+
+    def lazy_load(self) -> Iterator[Document]:
+        """Yield the clips of each video in turn, files in name order."""
+        found = scan(
+            self.paths,
+            kinds=_VIDEO,
+            pattern=self.glob,
+            recursive=self.recursive,
+            report_others=True,
+        )
+        for record in found:
+            if isinstance(record, SkippedFile):
+                self.parser.skips(record)
+            else:
+                yield from self.parser.parse_file(record)

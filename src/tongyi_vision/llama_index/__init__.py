@@ -14,7 +14,7 @@ images then live in one vector space, so a text query finds images and an image
 finds texts. Needs the ``llama-index`` extra: ``pip install 'tongyi-vision[llama-index]'``.
 """
 
-from .._exceptions import MissingDependencyError
+from ..wire.errors import MissingDependencyError
 
 try:
     import llama_index.core  # noqa: F401
@@ -24,8 +24,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from ._embedding import TongyiVisionEmbedding
-from ._readers import ReaderError, SkippedFileWarning, TongyiImageReader
-from ._video import SkippedVideo, SkippedVideoWarning, TongyiVideoReader
+from ._readers import (
+    ReaderError,
+    SkippedFileWarning,
+    SkippedVideo,
+    SkippedVideoWarning,
+    TongyiImageReader,
+    TongyiVideoReader,
+)
 
 __all__ = [
     "ReaderError",
@@ -36,3 +42,12 @@ __all__ = [
     "TongyiVideoReader",
     "TongyiVisionEmbedding",
 ]
+
+for _name in (
+    "SkippedFileWarning",
+    "SkippedVideoWarning",
+    "TongyiImageReader",
+    "TongyiVideoReader",
+    "TongyiVisionEmbedding",
+):
+    globals()[_name].__module__ = __name__

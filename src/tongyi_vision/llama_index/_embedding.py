@@ -1,19 +1,18 @@
 """``TongyiVisionEmbedding``: LlamaIndex's ``MultiModalEmbedding`` on the core clients.
 
-The class holds settings and framework plumbing only; batching into requests,
-retries, concurrency and media handling all happen in :class:`tongyi_vision.Client`
-and :class:`tongyi_vision.AsyncClient`.
+The class holds settings and framework plumbing only: each batch method is one
+call of :class:`tongyi_vision.Client` or :class:`tongyi_vision.AsyncClient`,
+which packs the inputs into requests, runs them concurrently with retries, and
+keeps its async connections on the right event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import os
-import threading
-import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import httpx
@@ -26,40 +25,22 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingEndEvent,
     EmbeddingStartEvent,
 )
-from llama_index.core.schema import (
-    BaseNode,
-    ImageDocument,
-    ImageNode,
-    ImageType,
-    MetadataMode,
-)
+from llama_index.core.schema import BaseNode, ImageDocument, ImageNode, ImageType, MetadataMode
 
-from .._client import AsyncClient, Client
-from .._config import resolve_settings
-from .._exceptions import MissingDependencyError
-from .._limits import FLASH, sniff_video_format
-from .._parts import Image, Part
-from .._references import media_part
-from .._types import ProgressEvent, Usage
-from .._video import Video
+from ..engine.client import AsyncClient, Client
+from ..engine.progress import ProgressBar
+from ..media.parts import Part
+from ..media.references import image_input
+from ..media.video import Video
+from ..wire.limits import FLASH
+from ..wire.results import Usage
 
 dispatcher = get_dispatcher(__name__)
 
-#: What the image methods take: LlamaIndex's ``ImageType`` (a path, URL or data URI
-#: string, or a ``BytesIO``) and, leniently, a path object or raw bytes.
-ImageInput = ImageType | os.PathLike[str] | bytes
 #: What the video methods take: an http(s) URL, a ``data:video/...`` URI, a local path.
 VideoInput = str | os.PathLike[str] | Video
 
-_HEAD = 64
 _NOT_PICKLED = frozenset({"api_key", "default_headers", "callback_manager"})
-# LlamaIndex's largest batch. Batches run one after another, so a batch must hold enough
-# requests to keep every slot busy: 256 texts made 13 requests of 20, idling slots at each
-# batch boundary (about 1.3x the core client's time in the benchmarks).
-_DEFAULT_BATCH_SIZE = 2048
-
-# A batch of parts and the progress callback its core call reports to.
-_Slice = tuple[list[Part], Callable[[ProgressEvent], None] | None]
 
 
 class TongyiVisionEmbedding(MultiModalEmbedding):
@@ -76,22 +57,21 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
 
     Images are a local path, an http(s) URL (the service downloads it), a
     ``data:image/...`` URI, or a ``BytesIO``; an image node whose file is a
-    video is embedded as that video. Settings are resolved once, here: an
-    argument first, then ``TONGYI_VISION_MODEL`` / ``TONGYI_VISION_BASE_URL`` /
-    ``TONGYI_VISION_DIALECT``, then defaults. The key comes from ``api_key`` or
-    from ``EMPIRIOLABS_API_KEY`` (``openai`` dialect) / ``DASHSCOPE_API_KEY``
-    (``dashscope``); it is never serialised, so an instance rebuilt with
-    ``from_dict`` / ``from_json`` or unpickled reads it from the environment
-    again. ``default_headers`` are not serialised either, as they may carry
-    credentials.
+    video is embedded as that video. Settings are resolved once, by the core
+    client: an argument first, then ``TONGYI_VISION_MODEL`` /
+    ``TONGYI_VISION_BASE_URL`` / ``TONGYI_VISION_DIALECT``, then defaults. The
+    key comes from ``api_key`` or from ``EMPIRIOLABS_API_KEY`` (``openai``
+    dialect) / ``DASHSCOPE_API_KEY`` (``dashscope``); it is never serialised, so
+    an instance rebuilt with ``from_dict`` / ``from_json`` or unpickled reads it
+    from the environment again. ``default_headers`` are not serialised either,
+    as they may carry credentials.
 
-    Each batch of ``embed_batch_size`` inputs is one call of the core client,
-    which splits it into requests within the service's limits and runs up to
-    ``max_concurrency`` of them at once; batches run one after another, in the
-    async methods too, so no more than ``max_concurrency`` requests are ever in
-    flight for one batch method call. ``num_workers`` is not used.
-
-    Call :meth:`close` (or :meth:`aclose`) when done to release connections.
+    Each batch method (``get_text_embedding_batch``, ``get_image_embedding_batch``,
+    ``get_video_embedding_batch`` and their async twins) is ONE call of the core
+    client, whatever ``embed_batch_size`` says: the core splits it into requests
+    within the service's limits and runs up to ``max_concurrency`` of them at
+    once. ``num_workers`` is not used. Call :meth:`close` (or :meth:`aclose`)
+    when done to release connections.
     """
 
     model_name: str = Field(
@@ -115,12 +95,6 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         default=None,
         description="Vector size; only the dashscope dialect accepts a non-default one.",
     )
-    embed_batch_size: int = Field(
-        default=_DEFAULT_BATCH_SIZE,
-        gt=0,
-        le=2048,
-        description="Inputs per call of the core client (which splits them into requests).",
-    )
     max_retries: int = Field(default=3, ge=0, description="Retries of a failed request.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per request.")
     max_concurrency: int = Field(default=8, ge=1, description="Requests in flight at most.")
@@ -136,16 +110,7 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
     )
 
     _client: Client = PrivateAttr()
-    _http_async_client: httpx.AsyncClient | None = PrivateAttr(default=None)
-    _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = PrivateAttr(
-        default_factory=weakref.WeakKeyDictionary
-    )
-    _closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = (
-        PrivateAttr(default_factory=weakref.WeakKeyDictionary)
-    )
-    _shared_async_client: AsyncClient | None = PrivateAttr(default=None)
-    _retired_usage: Usage = PrivateAttr(default_factory=Usage)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _async_client: AsyncClient = PrivateAttr()
 
     def __init__(
         self,
@@ -159,7 +124,7 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         http_async_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> None:
-        """Resolve the settings and build the sync client (the async one is made on first use).
+        """Build the core clients, which resolve the settings, and show what they resolved.
 
         ``http_client`` / ``http_async_client`` replace the connections the
         clients would open (for proxies, custom TLS, or tests); they are used as
@@ -167,13 +132,21 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         """
         if isinstance(api_key, SecretStr):
             api_key = api_key.get_secret_value()
-        settings = resolve_settings(
-            api_key=api_key,
+        client = Client(
+            api_key,
             base_url=base_url,
             model=model_name,
             dialect=dialect,
             dimension=dimension,
+            **{
+                name: kwargs[name]
+                for name in ("timeout", "max_retries", "max_concurrency", "auto_fit")
+                if name in kwargs
+            },
+            default_headers=kwargs.get("default_headers"),
+            http_client=http_client,
         )
+        settings = client.settings
         resolved: dict[str, Any] = {
             "model_name": settings.model,
             "api_key": SecretStr(settings.api_key.get()),
@@ -182,12 +155,17 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
             "dimension": dimension,
         }
         super().__init__(**resolved, **kwargs)
-        self._http_async_client = http_async_client
-        self._client = Client(**self._client_options(), http_client=http_client)
+        self._client = client
+        self._async_client = client.async_client(http_client=http_async_client)
 
     @classmethod
     def class_name(cls) -> str:
         return "TongyiVisionEmbedding"
+
+    @property
+    def client(self) -> Client:
+        """The core client behind the sync methods (for calls LlamaIndex has no method for)."""
+        return self._client
 
     def to_payload(self) -> dict[str, Any]:
         """What callbacks and instrumentation see of this model: no key, no headers."""
@@ -197,91 +175,25 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
             "dimension": self._client.dimension,
         }
 
-    # --- clients ---
-
-    def _client_options(self) -> dict[str, Any]:
-        return {
-            "api_key": self.api_key.get_secret_value() if self.api_key else None,
-            "base_url": self.base_url,
-            "model": self.model_name,
-            "dialect": self.dialect,
-            "dimension": self.dimension,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "max_concurrency": self.max_concurrency,
-            "auto_fit": self.auto_fit,
-            "default_headers": self.default_headers,
-        }
-
-    async def _async_client(self) -> AsyncClient:
-        """The async client for the running event loop.
-
-        httpx's async connections belong to the loop that opened them, and
-        LlamaIndex runs coroutines on loops of its own (``asyncio_run``), so
-        each loop gets its own client, unless the caller supplied the connections.
-        """
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if self._http_async_client is not None:
-                if self._shared_async_client is None:
-                    self._shared_async_client = AsyncClient(
-                        **self._client_options(), http_client=self._http_async_client
-                    )
-                return self._shared_async_client
-            client = self._async_clients.get(loop)
-            if client is not None:
-                return client
-            client = AsyncClient(**self._client_options())
-            closer = _close_on_loop_shutdown(client)
-            self._async_clients[loop] = client
-            self._closers[loop] = closer
-        # Started on this loop, the generator is finalised by loop.shutdown_asyncgens(),
-        # which asyncio.run() calls before closing the loop: the connections close in time.
-        await closer.asend(None)
-        return client
-
     @property
     def usage(self) -> Usage:
         """Tokens, requests and cost summed over every call this instance has made."""
-        with self._lock:
-            clients = [self._client, *self._async_clients.values()]
-            if self._shared_async_client is not None:
-                clients.append(self._shared_async_client)
-            total = self._retired_usage
-        for client in clients:
-            total = total + client.usage
-        return total
-
-    def _retire(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None] | None:
-        """Forget a loop's client (keeping its usage); return the generator that closes it."""
-        client = self._async_clients.pop(loop, None)
-        if client is not None:
-            self._retired_usage = self._retired_usage + client.usage
-        return self._closers.pop(loop, None)
+        return self._client.usage + self._async_client.usage
 
     def close(self) -> None:
         """Close the connections this instance opened (not an ``http_client`` passed in).
 
-        That includes the async clients of event loops that are not running,
-        such as the one LlamaIndex's ``use_async=True`` runs on in a script;
-        from inside a running loop, use :meth:`aclose`.
+        That includes those of event loops that are not running, such as the one
+        LlamaIndex's ``use_async=True`` runs on in a script; from inside a
+        running loop, use :meth:`aclose`.
         """
         self._client.close()
-        with self._lock:
-            idle = [loop for loop in self._async_clients if not loop.is_running()]
-            closers = [(loop, self._retire(loop)) for loop in idle]
-        for loop, closer in closers:
-            # A closed loop can run nothing more: its connections went with it.
-            if closer is not None and not loop.is_closed():
-                loop.run_until_complete(closer.aclose())
+        self._async_client.close()
 
     async def aclose(self) -> None:
-        """Close the sync client and the running loop's async client."""
+        """Close the sync connections and those of the running event loop."""
         self._client.close()
-        with self._lock:
-            closer = self._retire(asyncio.get_running_loop())
-        if closer is not None:
-            await closer.aclose()
+        await self._async_client.aclose()
 
     def __enter__(self) -> TongyiVisionEmbedding:
         return self
@@ -309,157 +221,105 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         # environment has no key: the ConfigurationError says what to set.
         self.__init__(**state["__dict__"])  # type: ignore[misc]
 
-    # --- inputs to parts ---
-
-    def _image_part(self, image: ImageInput) -> Part:
-        """A core part for one of LlamaIndex's image inputs (a video file stays a video)."""
-        if isinstance(image, io.BytesIO):
-            # getvalue() ignores the read position, so a BytesIO can be embedded twice.
-            return Image(image.getvalue(), auto_fit=self.auto_fit)
-        if isinstance(image, os.PathLike):
-            image = os.fspath(image)
-        if isinstance(image, str):
-            if image.startswith(("file://", "data:video/")):
-                return media_part(image, auto_fit=self.auto_fit) or Image(
-                    image, auto_fit=self.auto_fit
-                )
-            if not image.startswith(("http://", "https://", "data:")) and _is_video_file(image):
-                return Video(image)
-        return Image(image, auto_fit=self.auto_fit)
-
-    # --- calls ---
-
-    def _embed(
-        self, parts: Sequence[Part], progress: Callable[[ProgressEvent], None] | None = None
-    ) -> list[Embedding]:
-        if not parts:
-            return []
-        return self._client.embed(parts, progress=progress).vectors
-
-    async def _aembed(
-        self, parts: Sequence[Part], progress: Callable[[ProgressEvent], None] | None = None
-    ) -> list[Embedding]:
-        if not parts:
-            return []
-        client = await self._async_client()
-        result = await client.embed(parts, progress=progress)
-        return result.vectors
+    # --- single inputs: LlamaIndex's base class wraps these in its events ---
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._embed([query])[0]
+        return self._client.embed([query]).vectors[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return (await self._aembed([query]))[0]
+        return (await self._async_client.embed([query])).vectors[0]
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._embed([text])[0]
+        return self._client.embed([text]).vectors[0]
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return (await self._aembed([text]))[0]
+        return (await self._async_client.embed([text])).vectors[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._embed(texts)
+        return self._client.embed(texts).vectors
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._aembed(texts)
+        return (await self._async_client.embed(texts)).vectors
 
     def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
-        return self._embed([self._image_part(img_file_path)])[0]
+        return self._client.embed([self._image(img_file_path)]).vectors[0]
 
     async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
-        return (await self._aembed([self._image_part(img_file_path)]))[0]
+        return (await self._async_client.embed([self._image(img_file_path)])).vectors[0]
 
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
-        return self._embed([self._image_part(i) for i in img_file_paths])
+        return self._client.embed([self._image(i) for i in img_file_paths]).vectors
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
-        return await self._aembed([self._image_part(i) for i in img_file_paths])
+        parts = [self._image(i) for i in img_file_paths]
+        return (await self._async_client.embed(parts)).vectors
 
-    # --- async batches: one core call per batch, batches in turn ---
-    #
-    # LlamaIndex's own async batch methods start every batch at once (asyncio.gather),
-    # so a large index would put batches x max_concurrency requests in flight.
+    def _image(self, image: ImageType | os.PathLike[str] | bytes) -> Part:
+        return image_input(image, auto_fit=self.auto_fit)
+
+    # --- batches: one core call each, inside LlamaIndex's callback and instrumentation events
+
+    @contextmanager
+    def _batch(self, chunks: Sequence[Any], show_progress: bool, desc: str) -> Iterator[_Batch]:
+        model_dict = self.to_payload()
+        shown = [_shown(c) for c in chunks]
+        dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
+        with (
+            self.callback_manager.event(
+                CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
+            ) as event,
+            ProgressBar(len(chunks), enabled=show_progress, desc=desc, extra="llama-index") as bar,
+        ):
+            batch = _Batch(bar)
+            yield batch
+            event.on_end(
+                payload={EventPayload.CHUNKS: shown, EventPayload.EMBEDDINGS: batch.vectors}
+            )
+        dispatcher.event(EmbeddingEndEvent(chunks=shown, embeddings=batch.vectors))
+
+    @dispatcher.span
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Embed texts in one core call (LlamaIndex's ``embeddings_cache`` is honoured)."""
+        with self._batch(texts, show_progress, "Generating embeddings") as batch:
+            if self.rate_limiter is not None:
+                self.rate_limiter.acquire()
+            if self.embeddings_cache is not None:
+                batch.vectors = self._get_text_embeddings_cached(texts)
+            else:
+                batch.vectors = self._client.embed(texts, progress=batch.progress).vectors
+        return batch.vectors
 
     @dispatcher.span
     async def aget_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
-        """Embed texts in batches of ``embed_batch_size``, one core call per batch."""
-        model_dict = self.to_payload()
-        results: list[Embedding] = []
-        with _Progress(len(texts), show_progress, "Generating embeddings") as bar:
-            for batch in _batches(texts, self.embed_batch_size):
-                dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
-                with self.callback_manager.event(
-                    CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
-                ) as event:
-                    if self.rate_limiter is not None:
-                        await self.rate_limiter.async_acquire()
-                    if self.embeddings_cache is not None:
-                        embeddings = await self._aget_text_embeddings_cached(batch)
-                    else:
-                        embeddings = await self._aembed(batch, bar.callback)
-                    event.on_end(
-                        payload={EventPayload.CHUNKS: batch, EventPayload.EMBEDDINGS: embeddings}
-                    )
-                dispatcher.event(EmbeddingEndEvent(chunks=batch, embeddings=embeddings))
-                bar.batch_done(len(batch))
-                results.extend(embeddings)
-        return results
-
-    async def aget_image_embedding_batch(
-        self, img_file_paths: list[ImageType], show_progress: bool = False
-    ) -> list[Embedding]:
-        """Embed images in batches of ``embed_batch_size``, one core call per batch."""
-        return await self._amedia_batch(
-            [self._image_part(i) for i in img_file_paths],
-            list(img_file_paths),
-            show_progress,
-            "Generating image embeddings",
-        )
+        """Async :meth:`get_text_embedding_batch`: one core call, requests run concurrently."""
+        with self._batch(texts, show_progress, "Generating embeddings") as batch:
+            if self.rate_limiter is not None:
+                await self.rate_limiter.async_acquire()
+            if self.embeddings_cache is not None:
+                batch.vectors = await self._aget_text_embeddings_cached(texts)
+            else:
+                result = await self._async_client.embed(texts, progress=batch.progress)
+                batch.vectors = result.vectors
+        return batch.vectors
 
     def get_image_embedding_batch(
         self, img_file_paths: list[ImageType], show_progress: bool = False
     ) -> list[Embedding]:
-        """Embed images in batches of ``embed_batch_size``, one core call per batch."""
+        """Embed images in one core call."""
         return self._media_batch(
-            [self._image_part(i) for i in img_file_paths],
-            list(img_file_paths),
-            show_progress,
-            "Generating image embeddings",
+            [self._image(i) for i in img_file_paths], img_file_paths, show_progress
         )
 
-    # --- as a transformation (IngestionPipeline) ---
-    #
-    # BaseEmbedding embeds every node's text. For an image node that would embed its
-    # metadata ("file_name: cat.png"), and the index would then store that as the
-    # image's vector: image nodes get their image embedded instead.
-
-    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
-        texts, images = _split_nodes(nodes)
-        show_progress = bool(kwargs.get("show_progress", False))
-        text_vectors = self.get_text_embedding_batch(
-            [n.get_content(metadata_mode=MetadataMode.EMBED) for n in texts], **kwargs
-        )
-        image_vectors = self.get_image_embedding_batch(
-            [image for _, image in images], show_progress=show_progress
-        )
-        return _attach(nodes, texts, text_vectors, images, image_vectors)
-
-    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
-        texts, images = _split_nodes(nodes)
-        show_progress = bool(kwargs.get("show_progress", False))
-        text_vectors = await self.aget_text_embedding_batch(
-            [n.get_content(metadata_mode=MetadataMode.EMBED) for n in texts], **kwargs
-        )
-        image_vectors = await self.aget_image_embedding_batch(
-            [image for _, image in images], show_progress=show_progress
-        )
-        return _attach(nodes, texts, text_vectors, images, image_vectors)
-
-    # --- video ---
+    async def aget_image_embedding_batch(
+        self, img_file_paths: list[ImageType], show_progress: bool = False
+    ) -> list[Embedding]:
+        """Async :meth:`get_image_embedding_batch`."""
+        parts = [self._image(i) for i in img_file_paths]
+        return await self._amedia_batch(parts, img_file_paths, show_progress)
 
     def get_video_embedding(self, video: VideoInput) -> Embedding:
         """Embed one video: an http(s) URL, a ``data:video/...`` URI or a local path."""
@@ -472,75 +332,74 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
     def get_video_embedding_batch(
         self, videos: Sequence[VideoInput], show_progress: bool = False
     ) -> list[Embedding]:
-        """Embed videos, one vector each, in batches of ``embed_batch_size``."""
-        return self._media_batch(
-            [_video_part(v) for v in videos], list(videos), show_progress, "Generating embeddings"
-        )
+        """Embed videos, one vector each, in one core call."""
+        return self._media_batch([_video(v) for v in videos], videos, show_progress)
 
     async def aget_video_embedding_batch(
         self, videos: Sequence[VideoInput], show_progress: bool = False
     ) -> list[Embedding]:
-        """Embed videos, one vector each; see :meth:`get_video_embedding_batch`."""
-        return await self._amedia_batch(
-            [_video_part(v) for v in videos], list(videos), show_progress, "Generating embeddings"
-        )
+        """Async :meth:`get_video_embedding_batch`."""
+        return await self._amedia_batch([_video(v) for v in videos], videos, show_progress)
 
-    def _media_batch(
-        self, parts: list[Part], chunks: list[Any], show_progress: bool, desc: str
-    ) -> list[Embedding]:
-        flow = self._media_batches(parts, chunks, show_progress, desc)
-        try:
-            batch, progress = next(flow)
-            while True:
-                try:
-                    vectors = self._embed(batch, progress)
-                except BaseException as exc:
-                    # Raised inside the flow, so its callback event and progress bar see it.
-                    batch, progress = flow.throw(exc)
-                else:
-                    batch, progress = flow.send(vectors)
-        except StopIteration as done:
-            return list(done.value)
+    def _media_batch(self, parts: list[Part], chunks: Sequence[Any], show: bool) -> list[Embedding]:
+        with self._batch(chunks, show, "Generating media embeddings") as batch:
+            batch.vectors = self._client.embed(parts, progress=batch.progress).vectors
+        return batch.vectors
 
     async def _amedia_batch(
-        self, parts: list[Part], chunks: list[Any], show_progress: bool, desc: str
+        self, parts: list[Part], chunks: Sequence[Any], show: bool
     ) -> list[Embedding]:
-        flow = self._media_batches(parts, chunks, show_progress, desc)
-        try:
-            batch, progress = next(flow)
-            while True:
-                try:
-                    vectors = await self._aembed(batch, progress)
-                except BaseException as exc:
-                    batch, progress = flow.throw(exc)
-                else:
-                    batch, progress = flow.send(vectors)
-        except StopIteration as done:
-            return list(done.value)
+        with self._batch(chunks, show, "Generating media embeddings") as batch:
+            result = await self._async_client.embed(parts, progress=batch.progress)
+            batch.vectors = result.vectors
+        return batch.vectors
 
-    def _media_batches(
-        self, parts: list[Part], chunks: list[Any], show_progress: bool, desc: str
-    ) -> Generator[_Slice, list[Embedding], list[Embedding]]:
-        """The batch loop of the sync and async media methods, written once: it yields
-        each batch of parts with its progress callback and is sent back the vectors."""
-        model_dict = self.to_payload()
-        results: list[Embedding] = []
-        with _Progress(len(parts), show_progress, desc) as bar:
-            for start in range(0, len(parts), self.embed_batch_size):
-                end = start + self.embed_batch_size
-                with self.callback_manager.event(
-                    CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
-                ) as event:
-                    embeddings = yield parts[start:end], bar.callback
-                    event.on_end(
-                        payload={
-                            EventPayload.CHUNKS: _payload_chunks(chunks[start:end]),
-                            EventPayload.EMBEDDINGS: embeddings,
-                        }
-                    )
-                bar.batch_done(len(embeddings))
-                results.extend(embeddings)
-        return results
+    # --- as a transformation (IngestionPipeline) ---
+    #
+    # BaseEmbedding embeds every node's text. For an image node that would embed its
+    # metadata ("file_name: cat.png"), and the index would then store that as the
+    # image's vector: image nodes get their image embedded instead.
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
+        texts, images = _split_nodes(nodes)
+        show = bool(kwargs.get("show_progress", False))
+        text_vectors = self.get_text_embedding_batch([_text_of(n) for n in texts], show)
+        image_vectors = self.get_image_embedding_batch([i for _, i in images], show)
+        return _attach(nodes, texts, text_vectors, images, image_vectors)
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
+        texts, images = _split_nodes(nodes)
+        show = bool(kwargs.get("show_progress", False))
+        text_vectors = await self.aget_text_embedding_batch([_text_of(n) for n in texts], show)
+        image_vectors = await self.aget_image_embedding_batch([i for _, i in images], show)
+        return _attach(nodes, texts, text_vectors, images, image_vectors)
+
+
+class _Batch:
+    """One batch method's call: its progress bar's callback, and the vectors it got."""
+
+    def __init__(self, bar: ProgressBar) -> None:
+        self.progress = bar.callback
+        self.vectors: list[Embedding] = []
+
+
+def _video(video: VideoInput) -> Video:
+    return video if isinstance(video, Video) else Video(video)
+
+
+def _shown(chunk: Any) -> str:
+    # Callback payloads go to user handlers and tracing: strings, not image bytes.
+    if isinstance(chunk, str):
+        return chunk
+    if isinstance(chunk, io.BytesIO):
+        return f"<{len(chunk.getvalue()):,} bytes>"
+    return repr(chunk)
+
+
+def _text_of(node: BaseNode) -> str:
+    return node.get_content(metadata_mode=MetadataMode.EMBED)
 
 
 def _node_image(node: BaseNode) -> ImageType | None:
@@ -585,77 +444,3 @@ def _attach(
     for (node, _), vector in zip(images, image_vectors, strict=True):
         node.embedding = vector
     return nodes
-
-
-async def _close_on_loop_shutdown(client: AsyncClient) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await client.aclose()
-
-
-def _video_part(video: VideoInput) -> Video:
-    return video if isinstance(video, Video) else Video(video)
-
-
-def _is_video_file(path: str) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(_HEAD)
-    except OSError:
-        return False  # the image part reports the missing file with its own error
-    return sniff_video_format(head) is not None
-
-
-def _payload_chunks(items: list[Any]) -> list[str]:
-    # Callback payloads go to user handlers and tracing: strings, not image bytes.
-    return [
-        f"<{len(i.getvalue()):,} bytes>"
-        if isinstance(i, io.BytesIO)
-        else i
-        if isinstance(i, str)
-        else repr(i)
-        for i in items
-    ]
-
-
-def _batches(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class _Progress:
-    """A tqdm bar that moves after every request of a batch, not only between batches."""
-
-    def __init__(self, total: int, enabled: bool, desc: str) -> None:
-        self._bar: Any = None
-        self._offset = 0
-        if enabled and total:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError as exc:
-                raise MissingDependencyError("tqdm", "llama-index", "show_progress=True") from exc
-            self._bar = tqdm(total=total, desc=desc, unit="input")
-
-    @property
-    def callback(self) -> Callable[[ProgressEvent], None] | None:
-        return self._advance if self._bar is not None else None
-
-    def _advance(self, event: ProgressEvent) -> None:
-        # parts_done counts distinct parts of the current batch; never move backwards.
-        self._set(self._offset + event.parts_done)
-
-    def batch_done(self, size: int) -> None:
-        self._offset += size
-        self._set(self._offset)
-
-    def _set(self, value: int) -> None:
-        if self._bar is not None and value > self._bar.n:
-            self._bar.update(min(value, self._bar.total) - self._bar.n)
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.close()

@@ -1,105 +1,102 @@
-"""``TongyiImageReader``: image files as documents ``MultiModalVectorStoreIndex`` indexes.
+"""Readers that turn image and video files into documents ``MultiModalVectorStoreIndex`` indexes.
 
-Documents point at their file (``image_path``) instead of carrying it as
-base64, so reading a folder of thousands of images keeps one file's header in
-memory at a time; the embedding model reads each file when its request is built.
+Files are found by the core's media-file catalogue. Image documents point at
+their file (``image_path``) instead of carrying it as base64, so reading a
+folder of thousands of images keeps one file's header in memory at a time.
+
+Why the video reader embeds the clips itself: ``MultiModalVectorStoreIndex``
+gives its image embedding model nothing but each node's ``image_path``, and
+``ImageDocument`` stores that as a ``pathlib.Path``, which cannot carry a time
+range (``file:///v.mp4#t=10,20`` collapses to ``file:/v.mp4#t=10,20``). The one
+thing both the index's text and image paths honour is a node's ``embedding``:
+a node that has one is stored as it is. So the reader computes each clip's
+vector (frames sampled from that clip, one ``multi_images`` group) with the
+embedding model it is given, and the stored vector is the clip's own. The
+``image_path`` is then free for what LlamaIndex uses it for when showing
+results: a keyframe thumbnail of the clip, when ``thumbnails_dir`` is set.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
-from .._exceptions import (
-    CorruptMediaError,
-    EmptyInputError,
-    InputError,
-    MediaNotFoundError,
-    MissingDependencyError,
-    UnsupportedMediaError,
+from ..engine.client import Client
+from ..media.catalogue import (
+    MediaFile,
+    MediaKind,
+    OnError,
+    PathInput,
+    SkippedFile,
+    Skips,
+    check_on_error,
+    scan,
 )
-from .._files import walk_folder
-from .._limits import sniff_image_format
+from ..media.clips import DEFAULT_CLIP_SECONDS, VideoClip, clip_bounds, clip_metadata, iter_clips
+from ..media.decoding import DEFAULT_FRAMES
+from ..wire.errors import InputError
+from ..wire.limits import MAX_IMAGES_PER_GROUP
 
 logger = logging.getLogger(__name__)
 
-OnError = Literal["warn", "raise", "ignore"]
-PathInput = str | os.PathLike[str]
-
-_HEAD = 64
-_GLOB_CHARS = frozenset("*?[")
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-)
-_IMAGE_MIME_TYPES = {
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "bmp": "image/bmp",
-    "gif": "image/gif",
-    "webp": "image/webp",
-    "tiff": "image/tiff",
-}
 # Metadata that describes the file rather than its content: kept on the node for
 # filtering and display, kept out of the text an embedding model or an LLM sees.
 _NOT_EMBEDDED = ["file_path", "mime_type", "bytes", "width", "height"]
 _NOT_FOR_LLM = ["mime_type", "bytes", "width", "height"]
+_CLIP_NOT_FOR_LLM = ["mime_type", "width", "height", "clip_index", "thumbnail_path", "clip_uri"]
+
+ReaderError = SkippedFile
+"""A file a reader skipped: its ``path`` and the ``error`` that says why."""
+SkippedVideo = SkippedFile
+"""A file or clip the video reader skipped: its ``path`` and the ``error`` that says why."""
 
 
 class SkippedFileWarning(UserWarning):
     """A reader skipped a file it could not read as an image."""
 
 
-@dataclass(frozen=True)
-class ReaderError:
-    """A file a reader skipped: its path and the error that says why."""
+class SkippedVideoWarning(SkippedFileWarning):
+    """A video reader skipped a file or a clip it could not read.
 
-    path: str
-    error: InputError
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.error.reason}"
+    A :class:`SkippedFileWarning`, so one warnings filter covers images and video.
+    """
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    path: Path
-    # Named by the caller (not found by walking a folder or a glob): a file that is
-    # not media is then an error rather than something to pass over.
-    explicit: bool
+class VideoEmbedder(Protocol):
+    """What the reader needs of an embedding model: ``TongyiVisionEmbedding`` has it."""
+
+    def get_video_embedding_batch(
+        self, videos: Sequence[Any], show_progress: bool = False
+    ) -> list[list[float]]: ...
 
 
 class _MediaReader(BaseReader):
-    """Finding files (paths, folders, globs) and reporting bad ones; subclasses make documents."""
+    """Paths to documents through the catalogue; subclasses say which kind and which documents."""
 
-    _kind = "media"
-    _suffixes: frozenset[str] = frozenset()
+    _kind: MediaKind = "image"
+    _warning: type[UserWarning] = SkippedFileWarning
 
     def __init__(
         self,
-        paths: PathInput | Sequence[PathInput] | None = None,
+        paths: PathInput | Sequence[PathInput] | None,
         *,
-        recursive: bool = False,
-        on_error: OnError = "warn",
-        exclude_hidden: bool = True,
-        filename_as_id: bool = False,
+        recursive: bool,
+        on_error: OnError,
+        glob: str = "*",
+        hidden: bool = False,
     ) -> None:
-        if on_error not in ("warn", "raise", "ignore"):
-            raise ValueError(f"on_error must be 'warn', 'raise' or 'ignore', not {on_error!r}")
         self.paths = paths
         self.recursive = recursive
-        self.on_error: OnError = on_error
-        self.exclude_hidden = exclude_hidden
-        self.filename_as_id = filename_as_id
-        self.errors: list[ReaderError] = []
+        self.glob = glob
+        self.hidden = hidden
+        self.on_error: OnError = check_on_error(on_error)
+        self.errors: list[SkippedFile] = []
 
     def lazy_load_data(
         self,
@@ -108,17 +105,16 @@ class _MediaReader(BaseReader):
         fs: Any = None,
         **kwargs: Any,
     ) -> Iterator[Document]:
-        """Yield one document per file of ``paths`` (or of the paths given at construction).
+        """Yield the documents of ``paths`` (or of the paths given at construction).
 
         A path is a file, a folder (its files; subfolders too with
         ``recursive=True``) or a glob pattern (``**`` matches across folders).
         Files are sniffed by their first bytes, not their names. A file that
-        cannot be read is skipped and recorded in :attr:`errors` (with a
-        :class:`SkippedFileWarning` unless ``on_error="ignore"``), or raises its
-        :class:`~tongyi_vision.InputError` with ``on_error="raise"``. Files in a
-        folder that are neither media nor named like media (notes, hidden
-        files) are passed over silently. ``extra_info`` is added to every
-        document's metadata (how ``SimpleDirectoryReader`` passes its own).
+        cannot be read is skipped and recorded in :attr:`errors` (with a warning
+        unless ``on_error="ignore"``), or raises its
+        :class:`~tongyi_vision.InputError` with ``on_error="raise"``.
+        ``extra_info`` is added to every document's metadata (how
+        ``SimpleDirectoryReader`` passes its own).
         """
         if fs is not None:
             raise ValueError(f"{type(self).__name__} reads local files only; fs is not supported")
@@ -127,21 +123,24 @@ class _MediaReader(BaseReader):
         chosen = self.paths if paths is None else paths
         if chosen is None:
             raise ValueError(f"{type(self).__name__} needs paths: a file, a folder or a glob")
-        self.errors = []
-        for candidate in self._candidates(chosen):
-            try:
-                document = self._document(candidate)
-            except InputError as exc:
-                self._report(str(candidate.path), exc)
-                continue
-            if document is None:
-                logger.debug("not %s, passed over: %s", self._kind, candidate.path)
-                continue
-            if extra_info:
-                document.metadata.update(extra_info)
-            if self.filename_as_id:
-                document.id_ = str(candidate.path.resolve())
-            yield document
+        skips = Skips(self.on_error, self._warning, type(self).__name__)
+        self.errors = skips.files
+        found = scan(
+            chosen,
+            kinds=(self._kind,),
+            pattern=self.glob,
+            recursive=self.recursive,
+            hidden=self.hidden,
+            report_others=self._kind == "video",
+            verify=self._kind == "image",
+        )
+        for record in found:
+            if isinstance(record, SkippedFile):
+                skips(record)
+            elif record.kind is None:
+                logger.debug("not %s, passed over: %s", self._kind, record.text)
+            else:
+                yield from self._documents(record, extra_info or {}, skips)
 
     def load_data(
         self,
@@ -153,85 +152,10 @@ class _MediaReader(BaseReader):
         """Every document of :meth:`lazy_load_data` in a list."""
         return list(self.lazy_load_data(paths, extra_info, fs, **kwargs))
 
-    def _document(self, candidate: _Candidate) -> Document | None:
+    def _documents(
+        self, file: MediaFile, extra: dict[str, Any], skips: Skips
+    ) -> Iterator[Document]:
         raise NotImplementedError
-
-    def _report(self, path: str, error: InputError) -> None:
-        if self.on_error == "raise":
-            raise error
-        self.errors.append(ReaderError(path, error))
-        if self.on_error == "warn":
-            warnings.warn(
-                f"{type(self).__name__} skipped {path}: {error.reason}",
-                SkippedFileWarning,
-                stacklevel=3,
-            )
-
-    def _candidates(self, paths: PathInput | Sequence[PathInput]) -> Iterator[_Candidate]:
-        items: Iterable[PathInput] = (
-            [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        )
-        for item in items:
-            text = os.fspath(item)
-            if _GLOB_CHARS.intersection(text) and not Path(text).exists():
-                matches = sorted(glob.glob(text, recursive=True))
-                if not matches:
-                    self._report(text, MediaNotFoundError("no file matches", part=repr(text)))
-                for match in matches:
-                    path = Path(match)
-                    if path.is_file() and not self._hidden(path.name):
-                        yield _Candidate(path, explicit=False)
-                continue
-            path = Path(text).expanduser()
-            if path.is_dir():
-                yield from self._walk(path)
-            elif path.exists() or path.is_symlink():
-                yield _Candidate(path, explicit=True)
-            else:
-                self._report(text, MediaNotFoundError("file not found", part=repr(text)))
-
-    def _walk(self, folder: Path) -> Iterator[_Candidate]:
-        # Sorted, so documents come in the same order on every run and every machine.
-        for found in walk_folder(folder, "*", self.recursive, hidden=not self.exclude_hidden):
-            if isinstance(found, MediaNotFoundError):
-                self._report(str(folder), found)
-            else:
-                yield _Candidate(found, explicit=False)
-
-    def _hidden(self, name: str) -> bool:
-        return self.exclude_hidden and name.startswith(".")
-
-    def _head(self, candidate: _Candidate) -> tuple[int, bytes]:
-        description = repr(str(candidate.path))
-        try:
-            size = candidate.path.stat().st_size
-            with candidate.path.open("rb") as handle:
-                head = handle.read(_HEAD)
-        except OSError as exc:
-            raise MediaNotFoundError(
-                f"cannot be read ({exc.strerror or exc})", part=description
-            ) from exc
-        if size == 0 and (candidate.explicit or candidate.path.suffix.lower() in self._suffixes):
-            raise EmptyInputError("file is empty", part=description)
-        return size, head
-
-    def _not_media(self, candidate: _Candidate) -> None:
-        """Raise if a file that is not this reader's media should have been; else pass it over."""
-        if candidate.explicit or candidate.path.suffix.lower() in self._suffixes:
-            raise UnsupportedMediaError(
-                f"is not {'an' if self._kind[0] in 'aeiou' else 'a'} {self._kind} "
-                "(its first bytes match no known format)",
-                part=repr(str(candidate.path)),
-            )
-
-
-def _base_metadata(path: Path, mime_type: str, size: int) -> dict[str, Any]:
-    return {
-        "file_name": path.name,
-        "file_path": str(path.resolve()),
-        "mime_type": mime_type,
-        "bytes": size,
-    }
 
 
 class TongyiImageReader(_MediaReader):
@@ -246,46 +170,185 @@ class TongyiImageReader(_MediaReader):
     ``file_name``, ``file_path``, ``mime_type``, ``bytes``, ``width`` and
     ``height``. JPEG, PNG and BMP go to the service as they are; GIF, WEBP and
     TIFF are read too, and the embedding model re-encodes them (``auto_fit``).
-    Each image's header is checked with Pillow, and PNGs are checked to the
-    end, so a truncated or corrupt file is reported here rather than failing a
-    whole batch at embedding time. Also usable as a ``file_extractor`` of
-    ``SimpleDirectoryReader``.
+    Each image's header is checked with Pillow (decompression bombs refused),
+    and PNGs are checked to the end, so a truncated or corrupt file is reported
+    here rather than failing a whole batch at embedding time. A file in a folder
+    that is neither an image nor named like one is passed over silently. Also
+    usable as a ``file_extractor`` of ``SimpleDirectoryReader``.
     """
 
-    _kind = "image"
-    _suffixes = IMAGE_SUFFIXES
+    def __init__(
+        self,
+        paths: PathInput | Sequence[PathInput] | None = None,
+        *,
+        recursive: bool = False,
+        on_error: OnError = "warn",
+        exclude_hidden: bool = True,
+        filename_as_id: bool = False,
+    ) -> None:
+        super().__init__(paths, recursive=recursive, on_error=on_error, hidden=not exclude_hidden)
+        self.exclude_hidden = exclude_hidden
+        self.filename_as_id = filename_as_id
 
-    def _document(self, candidate: _Candidate) -> Document | None:
-        size, head = self._head(candidate)
-        fmt = sniff_image_format(head)
-        if fmt is None:
-            self._not_media(candidate)
-            return None
-        width, height = _check_image(candidate.path, fmt)
-        mime_type = _IMAGE_MIME_TYPES[fmt]
-        metadata = _base_metadata(candidate.path, mime_type, size)
-        metadata.update(width=width, height=height)
-        # image_resource directly: ImageDocument(image_path=...) would open the file again.
-        return ImageDocument(
-            image_resource=MediaResource(path=candidate.path.resolve(), mimetype=mime_type),
-            metadata=metadata,
+    def _documents(
+        self, file: MediaFile, extra: dict[str, Any], skips: Skips
+    ) -> Iterator[Document]:
+        absolute = file.path.resolve()
+        document = ImageDocument(
+            # image_resource directly: ImageDocument(image_path=...) would open the file again.
+            image_resource=MediaResource(path=absolute, mimetype=file.mime_type),
+            metadata={
+                "file_name": Path(file.text).name,
+                "file_path": str(Path(file.text).resolve()),
+                "mime_type": file.mime_type,
+                "bytes": file.size,
+                "width": file.width,
+                "height": file.height,
+                **extra,
+            },
             excluded_embed_metadata_keys=list(_NOT_EMBEDDED),
             excluded_llm_metadata_keys=list(_NOT_FOR_LLM),
         )
+        if self.filename_as_id:
+            document.id_ = str(absolute)
+        yield document
 
 
-def _check_image(path: Path, fmt: str) -> tuple[int, int]:
-    """Width and height, raising :class:`CorruptMediaError` if Pillow cannot read the file."""
-    try:
-        from PIL import Image as PILImage
-    except ImportError as exc:  # pragma: no cover - Pillow comes with llama-index-core
-        raise MissingDependencyError("Pillow", "image", "TongyiImageReader") from exc
-    try:
-        with PILImage.open(path) as image:
-            width, height = image.size
-            image.verify()
-    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
-        raise CorruptMediaError(
-            f"looks like {fmt.upper()} but cannot be decoded ({exc})", part=repr(str(path))
-        ) from exc
-    return width, height
+class TongyiVideoReader(_MediaReader):
+    """One :class:`~llama_index.core.schema.ImageDocument` per video clip, carrying the clip's
+    vector, for ``MultiModalVectorStoreIndex``.
+
+    >>> embedding = TongyiVisionEmbedding()
+    >>> documents = TongyiVideoReader(embedding, clip_seconds=10).load_data("talks/")
+    >>> index = MultiModalVectorStoreIndex.from_documents(
+    ...     documents, embed_model=embedding, image_embed_model=embedding
+    ... )
+    >>> index.as_retriever().text_to_image_retrieve("a slide with a bar chart")
+
+    Each video is split into clips of ``clip_seconds``; each clip is embedded
+    as up to ``frames`` frames sampled from its range (one vector) by
+    ``embed_model`` while reading, and the vector is set as the document's
+    ``embedding``, which the index stores instead of embedding the document
+    again (see the module's notes for why). Use the same model for the index.
+    Documents have empty text (so they live in the index's image store only)
+    and metadata ``source``, ``file_name``, ``clip_index``, ``start_seconds``,
+    ``end_seconds``, ``duration``, ``mime_type``, ``width``, ``height``,
+    ``clip_uri`` (``file:///...#t=start,end``, which re-embeds the clip) and
+    ``thumbnail_path``; with ``thumbnails_dir`` the thumbnail is also the
+    document's ``image_path``.
+
+    Args:
+        embed_model: ``TongyiVisionEmbedding`` or a core :class:`~tongyi_vision.Client`
+            (a clip that cannot be decoded is then skipped alone, and the others
+            are paid for once), or anything else with ``get_video_embedding_batch``
+            (a file with a bad clip is then skipped whole).
+        paths: Files, folders or glob patterns; or give them to :meth:`load_data`.
+        clip_seconds: Length of a clip, 10 s by default.
+        frames: Frames sampled per clip, 1 to 8.
+        recursive: Descend into sub-folders of a folder.
+        thumbnails_dir: Write a JPEG of each clip's middle frame here.
+        on_error: A file that is not a video, or a clip that cannot be decoded, is
+            skipped and recorded in :attr:`errors` with a :class:`SkippedVideoWarning`
+            (``"warn"``), quietly (``"ignore"``), or raises (``"raise"``). Errors of
+            the service itself always raise.
+    """
+
+    _kind: MediaKind = "video"
+    _warning = SkippedVideoWarning
+
+    def __init__(
+        self,
+        embed_model: VideoEmbedder | Client,
+        paths: PathInput | Sequence[PathInput] | None = None,
+        *,
+        clip_seconds: float = DEFAULT_CLIP_SECONDS,
+        frames: int = DEFAULT_FRAMES,
+        recursive: bool = False,
+        glob: str = "[!.]*",
+        thumbnails_dir: str | os.PathLike[str] | None = None,
+        thumbnail_size: int = 512,
+        on_error: OnError = "warn",
+    ) -> None:
+        if not isinstance(embed_model, Client) and not hasattr(
+            embed_model, "get_video_embedding_batch"
+        ):
+            raise TypeError(
+                "embed_model must be a TongyiVisionEmbedding (or have get_video_embedding_batch) "
+                f"or a tongyi_vision.Client, not {type(embed_model).__name__}"
+            )
+        if not 1 <= frames <= MAX_IMAGES_PER_GROUP:
+            raise ValueError(f"frames must be between 1 and {MAX_IMAGES_PER_GROUP}, not {frames}")
+        clip_bounds(1.0, clip_seconds)  # refuses a bad clip length now, not at the first file
+        super().__init__(paths, recursive=recursive, on_error=on_error, glob=glob)
+        self.embed_model = embed_model
+        self.clip_seconds = clip_seconds
+        self.frames = frames
+        self.thumbnails_dir = Path(thumbnails_dir) if thumbnails_dir is not None else None
+        self.thumbnail_size = thumbnail_size
+
+    def _documents(
+        self, file: MediaFile, extra: dict[str, Any], skips: Skips
+    ) -> Iterator[Document]:
+        """The clip documents of one video; its clips are embedded together (concurrently),
+        and only their vectors are held, never their frames."""
+        try:
+            clips = list(iter_clips(file.path, self.clip_seconds, frames=self.frames))
+            vectors = self._embed(clips, skips)
+        except InputError as exc:
+            skips(exc, file.text)
+            return
+        for clip, vector in zip(clips, vectors, strict=True):
+            if vector is None:
+                continue
+            thumbnail: Path | None = None
+            if self.thumbnails_dir is not None:
+                try:
+                    thumbnail = clip.save_thumbnail(
+                        self.thumbnails_dir, max_side=self.thumbnail_size
+                    )
+                except InputError as exc:  # pragma: no cover - its frames were just embedded
+                    skips(exc, clip.uri)
+                    continue
+            yield self._document(clip, vector, thumbnail, extra)
+
+    def _embed(self, clips: list[VideoClip], skips: Skips) -> list[list[float] | None]:
+        """The clips' vectors in one best-effort call of the core: a clip that cannot be
+        decoded (say the lost end of a truncated file) is skipped, the others are paid once."""
+        parts = [clip.part() for clip in clips]
+        core = self.embed_model if isinstance(self.embed_model, Client) else None
+        core = core or getattr(self.embed_model, "client", None)
+        if not isinstance(core, Client):
+            return list(self.embed_model.get_video_embedding_batch(parts))  # type: ignore[union-attr]
+        if self.on_error == "raise":
+            return list(core.embed(parts).vectors)
+        result = core.embed(parts, on_invalid="skip")
+        for index, error in sorted(result.errors.items()):
+            if not isinstance(error, InputError):
+                raise error  # the service refused a clip: not a file problem
+            skips(error, clips[index].uri)
+        return result.vectors
+
+    def _document(
+        self, clip: VideoClip, vector: list[float], thumbnail: Path | None, extra: dict[str, Any]
+    ) -> Document:
+        metadata: dict[str, Any] = {
+            **extra,
+            **clip_metadata(clip),
+            "file_name": Path(clip.source).name,
+            "clip_uri": clip.uri,
+        }
+        resource = None
+        if thumbnail is not None:
+            metadata["thumbnail_path"] = str(thumbnail)
+            resource = MediaResource(path=thumbnail.resolve(), mimetype="image/jpeg")
+        return ImageDocument(
+            id_=clip.uri,
+            text="",
+            image_resource=resource,
+            embedding=vector,
+            metadata=metadata,
+            # Nothing is embedded from text (the vector is given), but the index drops nodes
+            # whose embeddable content is empty: leave it the file name and the times.
+            excluded_embed_metadata_keys=[k for k in _CLIP_NOT_FOR_LLM if k in metadata],
+            excluded_llm_metadata_keys=[k for k in _CLIP_NOT_FOR_LLM if k in metadata],
+        )

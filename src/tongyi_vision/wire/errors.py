@@ -31,16 +31,16 @@
 
 An :class:`APIError` raised by an ``embed`` call knows which parts of the call
 the failed request carried (``part_indexes``) and what the call had already
-finished (``partial``): pass ``partial`` back as ``embed(..., resume=...)`` to
-send only what is missing.
+finished (``partial``, a :class:`PartialResult`, defined here because every
+error of a call carries one): pass ``partial`` back as ``embed(..., resume=...)``
+to send only what is missing.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from ._types import PartialResult
+from .results import Usage, Vector
 
 
 class TongyiVisionError(Exception):
@@ -255,3 +255,29 @@ def _short_indexes(indexes: tuple[int, ...]) -> str:
     if len(indexes) <= 8:
         return ", ".join(map(str, indexes))
     return f"{', '.join(map(str, indexes[:8]))}, ... ({len(indexes)} in all)"
+
+
+@dataclass
+class PartialResult:
+    """What a call finished: ``vectors[i]`` is ``None`` for each part not embedded.
+
+    A failed call's error carries one; ``embed(parts, on_invalid="skip")``
+    returns one, with ``errors[i]`` saying why part ``i`` was refused. Pass it
+    as ``embed(parts, resume=partial)`` with the same parts to send only the
+    missing ones.
+    """
+
+    vectors: list[Vector | None]
+    usage: Usage = field(default_factory=Usage)
+    errors: dict[int, TongyiVisionError] = field(default_factory=dict)
+    """Why each refused part has no vector (only parts skipped with ``on_invalid="skip"``)."""
+
+    @property
+    def missing(self) -> list[int]:
+        """Indexes of the parts that have no vector yet."""
+        return [i for i, v in enumerate(self.vectors) if v is None]
+
+    @property
+    def done(self) -> int:
+        """How many parts have a vector."""
+        return len(self.vectors) - len(self.missing)

@@ -1,12 +1,13 @@
-"""Results of an embed call: vectors, usage and cost, partial results, progress."""
+"""What a call gives back: vectors, usage and cost, progress events."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from ._limits import media_price
+from .limits import media_price
 
 Vector = list[float]
+"""One embedding: plain Python floats."""
 
 
 @dataclass(frozen=True)
@@ -65,28 +66,6 @@ class EmbedResult:
 
     def __len__(self) -> int:
         return len(self.vectors)
-
-
-@dataclass
-class PartialResult:
-    """What a failed call had finished: ``vectors[i]`` is ``None`` for each part not embedded.
-
-    Pass it as ``embed(parts, resume=partial)`` with the same parts to send only
-    the missing ones.
-    """
-
-    vectors: list[Vector | None]
-    usage: Usage = field(default_factory=Usage)
-
-    @property
-    def missing(self) -> list[int]:
-        """Indexes of the parts that have no vector yet."""
-        return [i for i, v in enumerate(self.vectors) if v is None]
-
-    @property
-    def done(self) -> int:
-        """How many parts have a vector."""
-        return len(self.vectors) - len(self.missing)
 
 
 @dataclass(frozen=True)

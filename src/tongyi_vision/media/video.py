@@ -10,28 +10,30 @@ the default: up to eight frames sampled with PyAV, sent as one
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import math
 import os
-import re
-import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, get_args
 
-from ._exceptions import EmptyInputError, InputError, MediaTooLargeError, UnsupportedMediaError
-from ._limits import MAX_IMAGES_PER_GROUP, MAX_VIDEO_BYTES, VIDEO_MIME_TYPES, sniff_video_format
-from ._parts import (
-    Content,
-    Prepared,
-    _b64_len,
-    _data_uri,
-    _is_url,
-    _path_from,
-    _read_file,
-    _read_head,
+from ..wire.errors import InputError, MediaTooLargeError
+from ..wire.formats import HEAD_BYTES, VIDEO_MIME_TYPES
+from ..wire.limits import MAX_IMAGES_PER_GROUP, MAX_VIDEO_BYTES
+from . import decoding
+from .prepared import DATA_URI_OVERHEAD, Content, Prepared, constant
+from .sources import (
+    base64_length,
+    data_uri,
+    decode_data_uri,
     describe,
+    describe_path,
+    is_url,
+    path_from,
+    read_file,
+    read_head,
+    sniff_video,
+    time_fragment_of,
 )
 
 VideoStrategy = Literal["url", "data_uri", "frames"]
@@ -46,58 +48,7 @@ _ALLOWED: dict[str, tuple[VideoStrategy, ...]] = {
     "bytes": ("frames", "data_uri"),
 }
 # Base64 of an 8-frame group at the per-frame budget of the frame sampler.
-_FRAME_HINT = _b64_len(512 * 1024) + 40
-
-
-def format_seconds(value: float) -> str:
-    """Seconds as a media fragment writes them: ``10``, ``2.5``, ``0.333``."""
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
-_CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
-
-
-def _parse_time(text: str, fragment: str) -> float:
-    text = text.strip()
-    if text.startswith("npt:"):
-        text = text[4:]
-    clock = _CLOCK.match(text)
-    try:
-        if clock:
-            hours, minutes, seconds = clock.groups()
-            value = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
-        else:
-            value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise InputError(
-            f"the media fragment #{fragment} has an invalid time {text!r}; "
-            "write #t=start,end in seconds, e.g. #t=10,20"
-        )
-    return value
-
-
-def parse_time_fragment(fragment: str) -> tuple[float | None, float | None]:
-    """The ``(start, end)`` of a W3C temporal media fragment, ``(None, None)`` without one.
-
-    Accepts ``t=10,20``, ``t=10``, ``t=,20``, ``t=npt:10,20`` and clock times
-    (``t=00:01:30,00:02:00``); other fragment keys are ignored.
-
-    >>> parse_time_fragment("t=10,20")
-    (10.0, 20.0)
-    """
-    for item in fragment.split("&"):
-        key, _, value = item.partition("=")
-        if key != "t":
-            continue
-        value = urllib.parse.unquote(value)
-        first, _, second = value.partition(",")
-        start = _parse_time(first, fragment) if first.strip() else None
-        end = _parse_time(second, fragment) if second.strip() else None
-        return start, end
-    return None, None
+_FRAME_HINT = base64_length(decoding.FRAME_MAX_BYTES) + DATA_URI_OVERHEAD
 
 
 class Video:
@@ -155,8 +106,7 @@ class Video:
                 f"(the images that make one vector), not {frames}"
             )
         if isinstance(source, str) and source.startswith("file://"):
-            fragment = urllib.parse.urldefrag(source).fragment
-            fragment_start, fragment_end = parse_time_fragment(fragment)
+            fragment_start, fragment_end = time_fragment_of(source)
             # Explicit arguments win over the reference's fragment.
             start = fragment_start if start is None else start
             end = fragment_end if end is None else end
@@ -204,7 +154,7 @@ class Video:
         if isinstance(self.source, bytes):
             return "bytes"
         text = os.fspath(self.source)
-        if _is_url(text):
+        if is_url(text):
             return "url"
         if text.startswith("data:"):
             return "data"
@@ -234,10 +184,9 @@ class Video:
         if isinstance(self.source, bytes):
             return f"<{len(self.source):,} bytes of video>"
         text = os.fspath(self.source)
-        if text.startswith("data:") or _is_url(text):
+        if text.startswith("data:") or is_url(text):
             return describe(text)
-        # Keep the end of a long path: the file name says more than the folders above it.
-        return repr(text if len(text) <= 72 else "..." + text[-69:])
+        return describe_path(text)
 
     def prepare(self) -> Prepared:
         """Check the video and return how to load it; raises :class:`InputError` subclasses."""
@@ -248,104 +197,72 @@ class Video:
                 f"a time range needs strategy='frames'; {strategy!r} sends the whole video",
                 part=description,
             )
-        kind = self._kind()
+        source = self.source
         if strategy == "url":
-            url = os.fspath(self.source)
-            assert isinstance(url, str)
-            return Prepared(
-                "video", "v:" + url, description, len(url) + 16, 0, 0, lambda: {"video": url}
-            )
+            url = os.fspath(source)
+            return constant("video", "v:" + str(url), description, {"video": url})
         if strategy == "data_uri":
-            return self._prepare_data_uri(kind, description)
-        return self._prepare_frames(kind, description)
+            if self._kind() == "data":
+                return _prepare_given_data_uri(str(os.fspath(source)), description)
+            return self._prepare_data_uri(description)
+        return self._prepare_frames(description)
 
-    def _local(self) -> Path:
-        text = os.fspath(self.source)
-        assert isinstance(text, str)
-        if text.startswith("file://"):
-            return _path_from(urllib.parse.urldefrag(text).url)
-        return Path(text)
-
-    def _prepare_data_uri(self, kind: str, description: str) -> Prepared:
-        if kind == "data":
-            uri = os.fspath(self.source)
-            assert isinstance(uri, str)
-            return _prepare_given_data_uri(uri, description)
+    def _prepare_data_uri(self, description: str) -> Prepared:
+        """A local file or bytes sent whole, as a data URI of at most 10 MB."""
+        read: Callable[[], bytes]
         if isinstance(self.source, bytes):
             data = self.source
-            fmt = _sniff_or_raise(data[:64], len(data), description)
-            _check_video_size(len(data), description)
-            mime = VIDEO_MIME_TYPES[fmt]
-            key = "v:" + hashlib.sha256(data).hexdigest()
-            return Prepared(
-                "video",
-                key,
-                description,
-                _b64_len(len(data)) + 40,
-                0,
-                0,
-                lambda: {"video": _data_uri(mime, data)},
-            )
-        path = self._local()
-        size, head = _read_head(path, description)
-        fmt = _sniff_or_raise(head, size, description)
+            size, head, key = len(data), data[:HEAD_BYTES], "v:" + hashlib.sha256(data).hexdigest()
+            read = lambda: data  # noqa: E731
+        else:
+            path = path_from(self.source)
+            size, head = read_head(path, description)
+            key = "vd:" + _file_identity(path)
+            read = lambda: read_file(path, description)  # noqa: E731
+        mime = VIDEO_MIME_TYPES[sniff_video(head, size, description)]
         _check_video_size(size, description)
-        mime = VIDEO_MIME_TYPES[fmt]
-        stat = path.stat()
-        key = f"vd:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
         def load() -> Content:
-            data = _read_file(path, description)
+            data = read()
             # The file may have grown since it was checked.
             _check_video_size(len(data), description)
-            return {"video": _data_uri(mime, data)}
+            return {"video": data_uri(mime, data)}
 
-        return Prepared("video", key, description, _b64_len(size) + 40, 0, 0, load)
+        return Prepared(
+            "video", key, description, base64_length(size) + DATA_URI_OVERHEAD, 0, 0, load
+        )
 
-    def _prepare_frames(self, kind: str, description: str) -> Prepared:
-        from ._clips import require_av
-
-        require_av(f"Sampling frames from {description}")
+    def _prepare_frames(self, description: str) -> Prepared:
+        """Frames sampled from the video (or its time range), sent as one image group."""
+        decoding.require_av(f"Sampling frames from {description}")
         source: str | bytes
-        if kind == "data":
-            uri = os.fspath(self.source)
-            assert isinstance(uri, str)
-            source = _decode_data_uri(uri, description)
-            _sniff_or_raise(source[:64], len(source), description)
-            identity = hashlib.sha256(source).hexdigest()
-        elif isinstance(self.source, bytes):
-            source = self.source
-            _sniff_or_raise(source[:64], len(source), description)
+        if isinstance(self.source, bytes) or self._kind() == "data":
+            source = (
+                self.source
+                if isinstance(self.source, bytes)
+                else decode_data_uri(str(os.fspath(self.source)), description, medium="video")
+            )
+            sniff_video(source[:HEAD_BYTES], len(source), description)
             identity = hashlib.sha256(source).hexdigest()
         else:
-            path = self._local()
-            size, head = _read_head(path, description)
-            _sniff_or_raise(head, size, description)
-            stat = path.stat()
-            source = str(path)
-            identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+            path = path_from(self.source)
+            size, head = read_head(path, description)
+            sniff_video(head, size, description)
+            source, identity = str(path), _file_identity(path)
         start, end, count = self.start, self.end, self.frames
         key = f"vf:{identity}:{start}:{end}:{count}"
 
         def load() -> Content:
-            from ._clips import sample_frames
-
-            frames = sample_frames(source, start=start, end=end, count=count)
-            return {"multi_images": [_data_uri("image/jpeg", f.jpeg) for f in frames]}
+            frames = decoding.sample_frames(source, start=start, end=end, count=count)
+            return {"multi_images": [data_uri("image/jpeg", f.jpeg) for f in frames]}
 
         return Prepared("multi_images", key, description, count * _FRAME_HINT, count, 0, load)
 
 
-def _sniff_or_raise(head: bytes, size: int, description: str) -> str:
-    if size == 0:
-        raise EmptyInputError("video is empty", part=description)
-    fmt = sniff_video_format(head)
-    if fmt is None:
-        raise UnsupportedMediaError(
-            f"is not a video container the service takes ({', '.join(sorted(VIDEO_MIME_TYPES))})",
-            part=description,
-        )
-    return fmt
+def _file_identity(path: Path) -> str:
+    """A local file within a call: the same path, size and modification time are one part."""
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _check_video_size(size: int, description: str) -> None:
@@ -358,27 +275,13 @@ def _check_video_size(size: int, description: str) -> None:
         )
 
 
-def _decode_data_uri(uri: str, description: str) -> bytes:
-    header, _, payload = uri.partition(",")
-    if ";base64" not in header:
-        raise UnsupportedMediaError("is not a base64 video data URI", part=description)
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise UnsupportedMediaError("has invalid base64", part=description) from exc
-
-
 def _prepare_given_data_uri(uri: str, description: str) -> Prepared:
     """A caller's ``data:video/...`` URI: checked from its length and first bytes, sent as is."""
-    header, _, payload = uri.partition(",")
-    if ";base64" not in header:
-        raise UnsupportedMediaError("is not a base64 video data URI", part=description)
+    payload = uri.partition(",")[2]
+    # The first 88 base64 characters are 66 bytes: enough to sniff the container.
+    head = decode_data_uri(uri[: len(uri) - len(payload) + 88], description, medium="video")
     size = len(payload) * 3 // 4
     _check_video_size(size, description)
-    try:
-        head = base64.b64decode(payload[:88], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise UnsupportedMediaError("has invalid base64", part=description) from exc
-    _sniff_or_raise(head, size, description)
+    sniff_video(head, size, description)
     key = "v:" + hashlib.sha256(uri.encode()).hexdigest()
-    return Prepared("video", key, description, len(uri) + 16, 0, 0, lambda: {"video": uri})
+    return constant("video", key, description, {"video": uri})

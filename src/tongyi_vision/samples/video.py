@@ -15,9 +15,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ._clips import require_av
-
-RGB = tuple[int, int, int]
+from ..media.decoding import require_av
+from .images import RGB
 
 DEFAULT_COLOURS: tuple[RGB, ...] = (
     (200, 40, 40),

@@ -1,16 +1,4 @@
-"""Sample pictures and texts drawn on the spot, for demos, examples and your own tests.
-
-The emulator's vectors are not semantic: an image is nearest to itself and to
-resized copies of itself, nothing more. Simple shapes in distinct colours give
-image-to-image search an obvious right answer there, so a test written against
-the emulator can check it. Everything is drawn by code: no third-party media.
-Pillow (the ``image`` extra) is imported only when a picture is drawn::
-
-    from tongyi_vision.samples import draw_shape
-
-    draw_shape("circle", (220, 30, 40), size=128).save("red-circle.png")
-    draw_shape("circle", (220, 30, 40), size=64).save("red-circle-small.jpg")
-"""
+"""Sample pictures (simple shapes in distinct colours) and texts; Pillow only when drawing."""
 
 from __future__ import annotations
 
@@ -19,24 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._exceptions import MissingDependencyError
+from ..wire.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = [
-    "RGB",
-    "SAMPLE_IMAGES",
-    "SAMPLE_TEXTS",
-    "SHAPES",
-    "SampleImage",
-    "draw_image",
-    "draw_shape",
-    "image_bytes",
-    "sample_image",
-    "write_sample_images",
-    "write_sample_texts",
-]
 
 RGB = tuple[int, int, int]
 """A colour as red, green and blue, each 0 to 255."""

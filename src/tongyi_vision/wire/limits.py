@@ -43,17 +43,8 @@ MAX_PARTS_PER_REQUEST = 20
 # Eight images near the 3 MB limit would make a 32 MB body; keep requests well below
 # what gateways commonly accept and let 413 answers split a batch further.
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
-
-IMAGE_MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}
-VIDEO_MIME_TYPES = {
-    "mp4": "video/mp4",
-    "mov": "video/quicktime",
-    "mpeg": "video/mpeg",
-    "webm": "video/webm",
-    "avi": "video/x-msvideo",
-    "flv": "video/x-flv",
-    "mkv": "video/x-matroska",
-}
+# Larger than any camera sensor; an image header claiming more is a decompression bomb.
+MAX_DECODE_PIXELS = 120_000_000
 
 _CJK = re.compile(
     "[\u1100-\u11ff\u2e80-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff00-\uffef"
@@ -95,41 +86,6 @@ def image_tokens_for_pixels(width: int, height: int) -> int:
     """
     patches = math.ceil(width / 28) * math.ceil(height / 28)
     return max(4, min(1024, patches))
-
-
-def sniff_image_format(head: bytes) -> str | None:
-    """``jpeg``, ``png``, ``bmp``, ``gif``, ``webp``, ``tiff`` or ``None``, from magic bytes."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"BM"):
-        return "bmp"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "webp"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "tiff"
-    return None
-
-
-def sniff_video_format(head: bytes) -> str | None:
-    """Return a key of :data:`VIDEO_MIME_TYPES`, or ``None``, from the first bytes of a file."""
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        brand = head[8:12]
-        return "mov" if brand == b"qt  " else "mp4"
-    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
-        return "mov"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "webm" if b"webm" in head[:64] else "mkv"
-    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
-        return "avi"
-    if head.startswith(b"FLV"):
-        return "flv"
-    if head.startswith((b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")):
-        return "mpeg"
-    return None
 
 
 def media_price(model: str) -> tuple[float, float]:

@@ -10,15 +10,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ._exceptions import APIResponseValidationError
-from ._types import Usage, Vector
-from ._wire import (
+from .errors import APIResponseValidationError
+from .models import (
     NATIVE_PATH,
     OPENAI_PATH,
     NativeResponse,
     NativeUsage,
     OpenAIResponse,
 )
+from .results import Usage, Vector
 
 
 @dataclass(frozen=True)

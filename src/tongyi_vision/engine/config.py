@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from ._exceptions import ConfigurationError
-from ._limits import DEFAULT_MODEL, MODELS, base_model
+from ..wire.errors import ConfigurationError
+from ..wire.limits import DEFAULT_MODEL, MODELS, base_model
 
 DialectName = Literal["openai", "dashscope"]
 

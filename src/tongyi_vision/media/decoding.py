@@ -1,4 +1,4 @@
-"""Decoding local videos with PyAV: probing, frame sampling, and splitting into clips.
+"""Decoding local videos with PyAV: probing their headers and sampling frames.
 
 The service embeds at most eight images into one vector, so a local video (or
 one clip of it) becomes up to eight JPEG frames spread over its time range.
@@ -12,32 +12,26 @@ need them; ``import tongyi_vision`` never loads them.
 
 from __future__ import annotations
 
-import glob as globlib
-import hashlib
 import io
 import math
 import os
-import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ._exceptions import (
+from ..wire.errors import (
     CorruptMediaError,
     InputError,
     MediaNotFoundError,
     MissingDependencyError,
     UnsupportedMediaError,
 )
-from ._files import walk_folder
-from ._limits import MAX_IMAGES_PER_GROUP, VIDEO_MIME_TYPES, sniff_video_format
-from ._parts import _path_from, _read_head
-from ._video import Video, format_seconds
+from ..wire.formats import HEAD_BYTES, VIDEO_MIME_TYPES
+from ..wire.limits import MAX_IMAGES_PER_GROUP
+from .sources import describe_path, format_seconds, path_from, read_head, sniff_video
 
 VideoSource = str | os.PathLike[str] | bytes
 
-DEFAULT_CLIP_SECONDS = 10.0
 DEFAULT_FRAMES = 8
 # Frames are scaled so their long side is at most this: the model sees far less, and eight
 # frames of a 4K video would otherwise make a body of tens of megabytes.
@@ -47,8 +41,6 @@ FRAME_MAX_BYTES = 512 * 1024
 _JPEG_QUALITIES = (85, 75, 60)
 # Beyond this gap to the next sampled frame, seeking to a keyframe beats decoding through.
 _SEEK_GAP_SECONDS = 4.0
-# A last clip shorter than this joins the one before it instead of standing alone.
-MIN_TAIL_SECONDS = 1.0
 
 
 def require_av(purpose: str) -> Any:
@@ -101,33 +93,15 @@ class SampledFrame:
 def _describe_source(source: VideoSource) -> str:
     if isinstance(source, bytes):
         return f"<{len(source):,} bytes of video>"
-    text = os.fspath(source)
-    # Keep the end of a long path: the file name says more than the folders above it.
-    return repr(text if len(text) <= 72 else "..." + text[-69:])
+    return describe_path(source)
 
 
 def _sniff(source: VideoSource, description: str) -> str:
     """The container format from magic bytes; refuses what the service does not list."""
     if isinstance(source, bytes):
-        head = source[:64]
-        if not head:
-            raise CorruptMediaError("is empty", part=description)
-    else:
-        _, head = _read_head(_local_path(source), description)
-    fmt = sniff_video_format(head)
-    if fmt is None:
-        raise UnsupportedMediaError(
-            f"is not a video container the service takes ({', '.join(sorted(VIDEO_MIME_TYPES))})",
-            part=description,
-        )
-    return fmt
-
-
-def _local_path(source: str | os.PathLike[str]) -> Path:
-    text = os.fspath(source)
-    if text.startswith("file://"):
-        return _path_from(urllib.parse.urldefrag(text).url)
-    return Path(text)
+        return sniff_video(source[:HEAD_BYTES], len(source), description)
+    size, head = read_head(path_from(source), description)
+    return sniff_video(head, size, description)
 
 
 class _Opened:
@@ -137,7 +111,7 @@ class _Opened:
         self.description = description
         av = require_av(f"Decoding {description}")
         self._av = av
-        target: Any = io.BytesIO(source) if isinstance(source, bytes) else str(_local_path(source))
+        target: Any = io.BytesIO(source) if isinstance(source, bytes) else str(path_from(source))
         try:
             self.container: Any = av.open(target, metadata_errors="ignore")
         except FileNotFoundError as exc:
@@ -433,181 +407,3 @@ def _encode_frame(
             PILImageModule.Resampling.BILINEAR,
         )
     return SampledFrame(time, data, image.width, image.height)  # pragma: no cover
-
-
-def clip_bounds(
-    duration: float, clip_seconds: float = DEFAULT_CLIP_SECONDS
-) -> list[tuple[float, float]]:
-    """Split ``[0, duration]`` into consecutive clips of ``clip_seconds``.
-
-    The last clip ends at ``duration``; one shorter than a second joins the clip
-    before it, so no clip holds only a frame or two.
-
-    >>> clip_bounds(25.0, 10.0)
-    [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
-    """
-    if not clip_seconds > 0 or not math.isfinite(clip_seconds):
-        raise InputError(f"clip_seconds must be a positive number of seconds, not {clip_seconds}")
-    if duration <= 0:
-        return []
-    count = max(1, math.ceil(duration / clip_seconds - 1e-9))
-    bounds = [
-        (round(i * clip_seconds, 3), round(min((i + 1) * clip_seconds, duration), 3))
-        for i in range(count)
-    ]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < MIN_TAIL_SECONDS:
-        tail = bounds.pop()
-        bounds[-1] = (bounds[-1][0], tail[1])
-    return bounds
-
-
-def clip_uri(path: str | os.PathLike[str], start: float, end: float) -> str:
-    """The ``file://`` URI of a time range of a local video: ``file:///v.mp4#t=10,20``."""
-    return f"{_local_path(path).resolve().as_uri()}#t={format_seconds(start)},{format_seconds(end)}"
-
-
-@dataclass(frozen=True)
-class VideoClip:
-    """A time range of a local video, embedded as one vector.
-
-    ``duration`` is the length of the whole video; ``start_seconds`` and
-    ``end_seconds`` bound the clip. :meth:`part` gives the :class:`Video` to
-    embed; :attr:`uri` is the reference the LangChain loader puts in a
-    document's text.
-    """
-
-    source: str
-    index: int
-    start_seconds: float
-    end_seconds: float
-    duration: float
-    mime_type: str
-    width: int = 0
-    height: int = 0
-    frames: int = DEFAULT_FRAMES
-
-    @property
-    def uri(self) -> str:
-        """``file:///path/video.mp4#t=start,end`` (a W3C media fragment)."""
-        return clip_uri(self.source, self.start_seconds, self.end_seconds)
-
-    def part(self) -> Video:
-        """The clip as a part of an embed call: frames sampled from its range."""
-        return Video(
-            self.source,
-            strategy="frames",
-            start=self.start_seconds,
-            end=self.end_seconds,
-            frames=self.frames,
-        )
-
-    def thumbnail(self, *, max_side: int = 512) -> bytes:
-        """A JPEG of the frame at the middle of the clip (decodes one frame)."""
-        frame = sample_frames(
-            self.source,
-            start=self.start_seconds,
-            end=self.end_seconds,
-            count=1,
-            max_side=max_side,
-        )
-        return frame[0].jpeg
-
-    def save_thumbnail(self, directory: str | os.PathLike[str], *, max_side: int = 512) -> Path:
-        """Write :meth:`thumbnail` into ``directory`` as ``<video>.<tag>.<start>-<end>.jpg``.
-
-        ``tag`` is a short hash of the video's full path, so two ``talk.mp4`` files in
-        different folders do not overwrite each other's thumbnails.
-        """
-        folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        tag = hashlib.sha256(str(Path(self.source).resolve()).encode()).hexdigest()[:8]
-        name = (
-            f"{Path(self.source).stem}.{tag}.{format_seconds(self.start_seconds)}-"
-            f"{format_seconds(self.end_seconds)}.jpg"
-        )
-        target = folder / name
-        target.write_bytes(self.thumbnail(max_side=max_side))
-        return target
-
-
-def iter_clips(
-    source: str | os.PathLike[str],
-    clip_seconds: float = DEFAULT_CLIP_SECONDS,
-    *,
-    frames: int = DEFAULT_FRAMES,
-) -> Iterator[VideoClip]:
-    """Split a local video into clips of ``clip_seconds`` (the last one may be shorter).
-
-    Only the headers are read here; each clip's frames are decoded when it is
-    embedded, so iterating over the clips of a long video is cheap.
-
-    >>> [(c.start_seconds, c.end_seconds) for c in iter_clips("25s.mp4", 10)]
-    [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
-    >>> client.embed([clip.part() for clip in iter_clips("talk.mp4")])
-    """
-    if not 1 <= frames <= MAX_IMAGES_PER_GROUP:
-        raise InputError(f"frames must be between 1 and {MAX_IMAGES_PER_GROUP}, not {frames}")
-    path = _local_path(source)
-    info = probe_video(path)
-    absolute = str(path.resolve())
-    for index, (start, end) in enumerate(clip_bounds(info.duration, clip_seconds)):
-        yield VideoClip(
-            source=absolute,
-            index=index,
-            start_seconds=start,
-            end_seconds=end,
-            duration=round(info.duration, 3),
-            mime_type=info.mime_type,
-            width=info.width,
-            height=info.height,
-            frames=frames,
-        )
-
-
-def clip_metadata(clip: VideoClip) -> dict[str, Any]:
-    """The metadata the loaders and readers give a clip's document."""
-    return {
-        "source": clip.source,
-        "clip_index": clip.index,
-        "start_seconds": clip.start_seconds,
-        "end_seconds": clip.end_seconds,
-        "duration": clip.duration,
-        "mime_type": clip.mime_type,
-        "width": clip.width,
-        "height": clip.height,
-    }
-
-
-_GLOB_CHARS = frozenset("*?[")
-
-
-def video_files(
-    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    *,
-    pattern: str = "[!.]*",
-    recursive: bool = False,
-) -> Iterator[Path | MediaNotFoundError]:
-    """The files named by ``paths``, in a stable order, for the loaders and readers.
-
-    Each path is a file, a folder (files whose names match ``pattern``; sub-folders
-    too with ``recursive``, hidden ones never) or a glob pattern (``**`` crosses
-    folders with ``recursive``). A path that names nothing is yielded as a
-    :class:`MediaNotFoundError` for the caller to report, not raised, so one
-    bad path does not end a load.
-    """
-    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    for item in items:
-        text = os.fspath(item)
-        path = Path(text).expanduser()
-        if path.is_dir():
-            yield from walk_folder(path, pattern, recursive)
-        elif path.is_file():
-            yield path
-        elif _GLOB_CHARS.intersection(text):
-            matches = sorted(globlib.glob(text, recursive=recursive))
-            files = [Path(m) for m in matches if Path(m).is_file()]
-            if not files:
-                yield MediaNotFoundError("no file matches this pattern", part=repr(text))
-            yield from files
-        else:
-            yield MediaNotFoundError("file not found; check the path", part=repr(text))

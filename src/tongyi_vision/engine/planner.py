@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ._parts import Prepared
+from ..media.prepared import Prepared
 
 # Room for the JSON around the parts (model name, keys, parameters), so a request's
 # body stays under the byte cap, not just the sum of its parts.
@@ -21,7 +21,6 @@ class Batch:
     images: int = 0
     has_media: bool = False
     text_tokens: int = 0
-    attempts: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -46,13 +45,13 @@ def dedupe(prepared: Sequence[tuple[int, Prepared]]) -> tuple[list[Prepared], li
     owners: list[list[int]] = []
     seen: dict[str, int] = {}
     for index, part in prepared:
-        slot = seen.get(part.key)
-        if slot is None:
+        position = seen.get(part.key)
+        if position is None:
             seen[part.key] = len(unique)
             unique.append(part)
             owners.append([index])
         else:
-            owners[slot].append(index)
+            owners[position].append(index)
     return unique, owners
 
 
@@ -62,7 +61,7 @@ def pack(unique: Sequence[Prepared], limits: Limits) -> list[Batch]:
     a request closes when the next part would break the part, image or byte limit."""
     batches: list[Batch] = []
     open_batches: dict[bool, Batch] = {}
-    for slot, part in enumerate(unique):
+    for position, part in enumerate(unique):
         media = part.kind != "text"
         batch = open_batches.get(media)
         if batch is not None and (
@@ -75,7 +74,7 @@ def pack(unique: Sequence[Prepared], limits: Limits) -> list[Batch]:
             batch = Batch(items=[], size=ENVELOPE_BYTES, has_media=media)
             open_batches[media] = batch
             batches.append(batch)
-        batch.items.append(slot)
+        batch.items.append(position)
         batch.size += part.size_hint
         batch.images += part.images
         batch.text_tokens += part.text_tokens

@@ -1,19 +1,24 @@
-"""Re-encoding images to fit the service's limits, with Pillow (the ``image`` extra)."""
+"""Pillow (the ``image`` extra): reading image headers behind the decompression-bomb guard,
+and re-encoding images to fit the service's limits.
+
+:func:`open_image` is the one way the project opens an image file or bytes, so
+every reader of a picture refuses the same bombs and corrupt headers.
+"""
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import CorruptMediaError, MissingDependencyError, UnsupportedMediaError
+from ..wire.errors import CorruptMediaError, MissingDependencyError, UnsupportedMediaError
+from ..wire.limits import MAX_DECODE_PIXELS
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-# Larger than any camera sensor; a header claiming more is a decompression bomb.
-MAX_DECODE_PIXELS = 120_000_000
 _JPEG_QUALITIES = (95, 90, 85, 80)
 
 
@@ -34,9 +39,11 @@ def pillow_available() -> bool:
     return True
 
 
-def open_image(data: bytes | io.BufferedIOBase | str, *, description: str) -> PILImage:
+def open_image(
+    data: bytes | io.BufferedIOBase | str | os.PathLike[str], *, description: str
+) -> PILImage:
     """Open an image lazily (header only), refusing decompression bombs and undecodable data."""
-    pil = require_pillow("Converting images")
+    pil = require_pillow("Reading images")
     try:
         with warnings.catch_warnings():
             # Our own pixel limit below replaces Pillow's warning.
@@ -51,30 +58,34 @@ def open_image(data: bytes | io.BufferedIOBase | str, *, description: str) -> PI
         raise CorruptMediaError(
             f"cannot be decoded as an image ({exc}); check the file", part=description
         ) from exc
-    check_pixels(image.width, image.height, description)
-    return image
-
-
-def check_pixels(width: int, height: int, description: str) -> None:
-    if width * height > MAX_DECODE_PIXELS:
+    if image.width * image.height > MAX_DECODE_PIXELS:
+        image.close()
         raise UnsupportedMediaError(
-            f"{width}x{height} pixels is over the {MAX_DECODE_PIXELS:,}-pixel safety limit "
-            "(a decompression bomb or a scan far larger than the model can use); "
+            f"{image.width}x{image.height} pixels is over the {MAX_DECODE_PIXELS:,}-pixel "
+            "safety limit (a decompression bomb or a scan far larger than the model can use); "
             "downscale it first",
             part=description,
         )
+    return image
 
 
-def image_size(data: bytes | str) -> tuple[int, int] | None:
-    """Width and height from the header, or ``None`` when Pillow is not installed or cannot tell."""
-    if not pillow_available():
-        return None
-    try:
-        image = open_image(data, description="image")
-    except (CorruptMediaError, UnsupportedMediaError):
-        return None
-    with image:
-        return image.width, image.height
+def image_size(
+    source: bytes | str | os.PathLike[str], *, description: str, verify: bool = False
+) -> tuple[int, int]:
+    """Width and height from the header, behind the bomb guard of :func:`open_image`.
+
+    ``verify`` also reads a PNG to its end, so a truncated file is found now
+    rather than when its request is built.
+    """
+    with open_image(source, description=description) as image:
+        if verify:
+            try:
+                image.verify()
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise CorruptMediaError(
+                    f"cannot be decoded as an image ({exc}); check the file", part=description
+                ) from exc
+        return int(image.width), int(image.height)
 
 
 def fit_image(source: bytes | str, *, max_bytes: int, description: str) -> tuple[bytes, str]:

@@ -17,8 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._types import Usage
-from .samples import SAMPLE_TEXTS, image_bytes, sample_image, write_sample_images
+from ..media.decoding import video_decoding_available
+from ..samples import (
+    SAMPLE_TEXTS,
+    generate_sample_video,
+    image_bytes,
+    sample_image,
+    write_sample_images,
+)
+from ..wire.results import Usage
 
 DEMO_KEY = "demo-key"
 # A picture of the red circle taken again: smaller and re-encoded as JPEG. Image-to-image
@@ -89,7 +96,7 @@ def _backend(args: argparse.Namespace) -> Iterator[Backend]:
             emulated=False,
         )
         return
-    from .emulator import running_emulator
+    from ..emulator import running_emulator  # only for the demo: `--help` stays quick
 
     with running_emulator(api_key=DEMO_KEY) as url:
         reason = "--emulator given" if args.emulator else "no API key set"
@@ -131,9 +138,6 @@ def _reencoded(png: bytes) -> bytes:
 
 def _make_video(path: Path) -> tuple[Path | None, str]:
     """A 12-second video: red, blue and green thirds, each with a white square crossing it."""
-    from ._clips import video_decoding_available
-    from ._sample_video import generate_sample_video
-
     if not video_decoding_available():
         return None, "video left out: install the video extra (pip install 'tongyi-vision[video]')"
     generate_sample_video(
@@ -178,7 +182,7 @@ def _langchain(
     from langchain_core.documents import Document
     from langchain_core.vectorstores import InMemoryVectorStore
 
-    from .langchain import TongyiImageLoader, TongyiVisionEmbeddings
+    from ..langchain import TongyiImageLoader, TongyiVisionEmbeddings
 
     report.say("LangChain: InMemoryVectorStore + TongyiVisionEmbeddings + TongyiImageLoader")
     options: dict[str, Any] = {
@@ -266,7 +270,7 @@ def _langchain_clips(samples: Samples) -> list[Any]:
     """One document per clip of the sample video, its text a ``file://...#t=start,end`` URI."""
     if samples.video is None:
         return []
-    from .langchain import TongyiVideoLoader
+    from ..langchain import TongyiVideoLoader
 
     clips = TongyiVideoLoader(samples.video, clip_seconds=CLIP_SECONDS, on_error="raise").load()
     for clip in clips:
@@ -284,7 +288,7 @@ def _llama_index(
     from llama_index.core.indices import MultiModalVectorStoreIndex
     from llama_index.core.schema import ImageNode
 
-    from .llama_index import TongyiImageReader, TongyiVisionEmbedding
+    from ..llama_index import TongyiImageReader, TongyiVisionEmbedding
 
     report.say("LlamaIndex: MultiModalVectorStoreIndex + TongyiVisionEmbedding + TongyiImageReader")
     embedding = TongyiVisionEmbedding(
@@ -352,7 +356,7 @@ def _llama_index_clips(embedding: Any, samples: Samples) -> list[Any]:
     """Clip documents of the sample video, embedded while read (how TongyiVideoReader works)."""
     if samples.video is None:
         return []
-    from .llama_index import TongyiVideoReader
+    from ..llama_index import TongyiVideoReader
 
     reader = TongyiVideoReader(embedding, clip_seconds=CLIP_SECONDS, on_error="raise")
     return list(reader.load_data(str(samples.video)))

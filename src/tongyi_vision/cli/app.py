@@ -1,0 +1,264 @@
+"""The ``tongyi-vision`` command: ``demo``, ``embed``, ``search`` and ``serve``.
+
+Exit codes: 0 success, 1 any other failure, 2 usage error, 3 input error (a
+missing or unreadable file, a refused part, a bad index), 4 API error, 5
+configuration error (no API key, a bad setting, a missing extra), 130
+interrupted. Every error is one line on stderr that says what to do about it.
+
+Heavy modules (the emulator's server, LangChain, LlamaIndex, Pillow, PyAV, tqdm)
+are imported inside the command that needs them, so ``tongyi-vision --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .._version import __version__
+from ..wire.errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    InputError,
+    MissingDependencyError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TongyiVisionError,
+)
+from .common import EXIT_API, EXIT_CONFIG, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, fail
+from .demo import run_demo
+from .embed import DEFAULT_CHUNK_SIZE, run_embed
+from .search import check_search, run_search
+
+EPILOG = """\
+exit codes: 0 ok, 2 usage error, 3 input error, 4 API error, 5 configuration error
+(no API key, missing extra), 130 interrupted, 1 anything else.
+environment: EMPIRIOLABS_API_KEY (openai dialect) or DASHSCOPE_API_KEY (dashscope dialect),
+TONGYI_VISION_BASE_URL, TONGYI_VISION_MODEL, TONGYI_VISION_DIALECT."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tongyi-vision`` command."""
+    parser = argparse.ArgumentParser(
+        prog="tongyi-vision",
+        description="Embed and search text, images and video with Alibaba's "
+        "tongyi-embedding-vision models.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="embed and search a generated sample set through LangChain and LlamaIndex",
+        description="Generate sample images, texts and a video, index them through LangChain "
+        "and LlamaIndex, and run text-to-image, image-to-image, text-to-text and text-to-video "
+        "searches. Without an API key it runs against the bundled emulator on 127.0.0.1.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--emulator",
+        action="store_true",
+        help="use the bundled emulator even when an API key is set",
+    )
+    demo.add_argument("--no-video", action="store_true", help="leave the sample video out")
+    _add_client_options(demo)
+    demo.set_defaults(handler=run_demo)
+
+    embed = commands.add_parser(
+        "embed",
+        help="embed files and folders into a resumable JSONL index",
+        description="Embed images, videos and text files (.txt, .md: long ones are split into "
+        "chunks) into a JSONL index. Records are appended as each chunk finishes, so running "
+        "the same command again sends only what is not in the index yet.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    embed.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to embed")
+    embed.add_argument(
+        "--out", "-o", required=True, type=Path, metavar="FILE", help="the JSONL index to append to"
+    )
+    embed.add_argument(
+        "--clip-seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="split videos into clips of S seconds, one vector each (default 10)",
+    )
+    embed.add_argument(
+        "--on-error",
+        choices=("skip", "stop"),
+        default="skip",
+        help="skip a file or part the service refuses and go on (default), or stop at once",
+    )
+    embed.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=DEFAULT_CHUNK_SIZE,
+        metavar="N",
+        help=f"items per embed call, each written to the index when it finishes "
+        f"(default {DEFAULT_CHUNK_SIZE})",
+    )
+    embed.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    _add_client_options(embed)
+    embed.set_defaults(handler=run_embed)
+
+    search = commands.add_parser(
+        "search",
+        help="search an index made by `embed` with a text or an image",
+        description="Embed a query with the index's model and print the nearest items by "
+        "cosine similarity.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    search.add_argument("index", type=Path, metavar="INDEX", help="a JSONL index made by `embed`")
+    search.add_argument("query", nargs="?", metavar="QUERY", help="the text to search for")
+    search.add_argument(
+        "--image", type=Path, metavar="PATH", help="search with this image instead of a text"
+    )
+    search.add_argument(
+        "-k", type=_positive_int, default=5, metavar="N", help="how many results (default 5)"
+    )
+    search.add_argument("--json", action="store_true", help="print the results as JSON")
+    _add_client_options(search, model=False, dimension=False)
+    search.set_defaults(handler=run_search, check=check_search, subparser=search)
+
+    commands.add_parser(
+        "serve",
+        help="run the API emulator (see `tongyi-vision serve --help`)",
+        add_help=False,
+    )
+    return parser
+
+
+def _add_client_options(
+    parser: argparse.ArgumentParser, *, model: bool = True, dimension: bool = True
+) -> None:
+    group = parser.add_argument_group("service")
+    if model:
+        group.add_argument(
+            "--model",
+            help="tongyi-embedding-vision-flash (default) or tongyi-embedding-vision-plus",
+        )
+    group.add_argument(
+        "--dialect",
+        choices=("openai", "dashscope"),
+        help="openai (EmpirioLabs gateway, default) or dashscope (Alibaba Model Studio)",
+    )
+    if dimension:
+        group.add_argument(
+            "--dimension",
+            type=_positive_int,
+            help="vector size (dashscope dialect only; the gateway fixes it)",
+        )
+    group.add_argument("--base-url", metavar="URL", help="the service's base URL")
+    group.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="requests in flight at once (default 8)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+# --- errors ---
+
+
+def _remedy(exc: BaseException) -> str:
+    message = str(exc)
+    if isinstance(exc, ConfigurationError) and message.startswith("no API key"):
+        if "DASHSCOPE_API_KEY" in message:
+            where = "set DASHSCOPE_API_KEY (the dashscope dialect reads it)"
+        else:
+            where = "set EMPIRIOLABS_API_KEY (or DASHSCOPE_API_KEY with --dialect dashscope)"
+        return (
+            f"no API key: {where}; to try it without a key, run `tongyi-vision demo` or "
+            "point --base-url at `tongyi-vision serve` with any key"
+        )
+    if isinstance(exc, AuthenticationError):
+        return f"{message}; check the API key (a key of one region is refused by the other)"
+    if isinstance(exc, PermissionDeniedError):
+        return f"{message}; enable the model for this account in the provider's console"
+    if isinstance(exc, NotFoundError):
+        return f"{message}; check --model and --base-url"
+    if isinstance(exc, APIConnectionError):
+        return f"{message}; check --base-url (or TONGYI_VISION_BASE_URL) and the network"
+    if isinstance(exc, (RateLimitError, ServerError)):
+        return f"{message}; try again later or lower --max-concurrency (re-running resumes)"
+    return message
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tongyi-vision`` command; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "serve":
+        # The emulator owns its flags and help; hand it everything after `serve`.
+        from ..emulator import main as serve_main  # only here: `--help` stays quick
+
+        return serve_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    check: Callable[[argparse.Namespace], str | None] | None = getattr(args, "check", None)
+    problem = check(args) if check is not None else None
+    if problem:
+        args.subparser.error(problem)  # exits with status 2, like every usage error
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return run_handler(handler, args)
+
+
+def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command, turning each kind of failure into its exit code and one stderr line."""
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        if getattr(args, "command", None) == "embed":
+            fail("interrupted; the index keeps every finished chunk: run the same command to go on")
+        else:
+            fail("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `tongyi-vision search ... | head`: the reader left. Point stdout at /dev/null so that
+        # the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except (ConfigurationError, MissingDependencyError) as exc:
+        fail(_remedy(exc))
+        return EXIT_CONFIG
+    except InputError as exc:
+        fail(str(exc))
+        return EXIT_INPUT
+    except APIError as exc:
+        fail(_remedy(exc))
+        return EXIT_API
+    except TongyiVisionError as exc:
+        fail(str(exc))
+        return EXIT_FAILED

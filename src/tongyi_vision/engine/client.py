@@ -1,0 +1,597 @@
+"""``Client`` and ``AsyncClient``: every decision in ``_BaseClient`` and the scheduler's
+``Call``; the two shells only hold connections and run the call with their driver."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import httpx
+
+from .._version import __version__
+from ..media.image import Image, ImageSource, MultiImage
+from ..media.parts import Part, prepare_part
+from ..media.video import Video
+from ..wire.dialects import path_for
+from ..wire.errors import ConfigurationError, InputError, PartialResult, TongyiVisionError
+from ..wire.limits import DEFAULT_MAX_REQUEST_BYTES, MAX_IMAGES_PER_REQUEST, MAX_PARTS_PER_REQUEST
+from ..wire.results import EmbedResult, ProgressEvent, Usage, Vector
+from .config import Settings, resolve_settings
+from .drivers import run_on_tasks, run_on_threads
+from .permits import AsyncPermits, ThreadPermits
+from .planner import Limits, Plan, dedupe, pack
+from .progress import ProgressBar, ProgressCallback
+from .scheduler import Call, OnInvalid, RequestSettings, RetryPolicy
+
+HTTP = TypeVar("HTTP", httpx.Client, httpx.AsyncClient)
+
+
+class _BaseClient(Generic[HTTP]):
+    """Settings, planning and bookkeeping shared by both clients; no I/O."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        dialect: str | None = None,
+        dimension: int | None = None,
+        timeout: float | httpx.Timeout = 60.0,
+        max_retries: int = 3,
+        max_concurrency: int = 8,
+        max_parts_per_request: int = MAX_PARTS_PER_REQUEST,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        auto_fit: bool = True,
+        default_headers: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+        show_progress: bool = False,
+        http_client: HTTP | None = None,
+    ) -> None:
+        self._settings: Settings = resolve_settings(
+            api_key=api_key, base_url=base_url, model=model, dialect=dialect, dimension=dimension
+        )
+        for name, value, low in (
+            ("max_retries", max_retries, 0),
+            ("max_concurrency", max_concurrency, 1),
+            ("max_parts_per_request", max_parts_per_request, 1),
+            ("max_request_bytes", max_request_bytes, 1024),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigurationError(f"{name} must be an int >= {low}, not {value!r}")
+        if max_parts_per_request > MAX_PARTS_PER_REQUEST:
+            raise ConfigurationError(
+                f"max_parts_per_request is at most {MAX_PARTS_PER_REQUEST}, the service's limit"
+            )
+        _check_callback(progress)
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.max_retries = max_retries
+        self.max_concurrency = max_concurrency
+        self.auto_fit = auto_fit
+        self.progress = progress
+        self.show_progress = show_progress
+        self._limits = Limits(max_parts_per_request, MAX_IMAGES_PER_REQUEST, max_request_bytes)
+        self._policy = RetryPolicy(max_retries=max_retries)
+        self._url = self._settings.base_url + path_for(self._settings.dialect)
+        self._headers = {
+            "User-Agent": f"tongyi-vision/{__version__}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            # the client's own Authorization wins, whatever the case of a caller's header
+            **{k: v for k, v in (default_headers or {}).items() if k.lower() != "authorization"},
+            "Authorization": f"Bearer {self._settings.api_key.get()}",
+        }
+        self._http_limits = httpx.Limits(
+            max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+        )
+        self._usage = Usage()
+        self._usage_lock = threading.Lock()
+        # What a twin of this client is made with: the resolved settings, the same options.
+        self._options: dict[str, Any] = {
+            "api_key": self._settings.api_key.get(),
+            "base_url": self._settings.base_url,
+            "model": self._settings.model,
+            "dialect": self._settings.dialect,
+            "dimension": self._settings.dimension,
+            "timeout": self.timeout,
+            "max_retries": max_retries,
+            "max_concurrency": max_concurrency,
+            "max_parts_per_request": max_parts_per_request,
+            "max_request_bytes": max_request_bytes,
+            "auto_fit": auto_fit,
+            "default_headers": default_headers,
+            "progress": progress,
+            "show_progress": show_progress,
+        }
+        self._connect(http_client)
+
+    def _connect(self, http_client: HTTP | None) -> None:
+        raise NotImplementedError
+
+    # --- public read-only settings ---
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use, as resolved once at construction (the key stays hidden)."""
+        return self._settings
+
+    @property
+    def model(self) -> str:
+        """The model name sent with every request."""
+        return self._settings.model
+
+    @property
+    def dialect(self) -> str:
+        """``"openai"`` (the EmpirioLabs gateway) or ``"dashscope"`` (Model Studio's own API)."""
+        return self._settings.dialect
+
+    @property
+    def base_url(self) -> str:
+        """The service root, without the endpoint's path."""
+        return self._settings.base_url
+
+    @property
+    def dimension(self) -> int | None:
+        """The size of the vectors this client returns (``None`` for an unknown model)."""
+        return self._settings.expected_dimension
+
+    @property
+    def usage(self) -> Usage:
+        """Usage and cost summed over every call this client has made."""
+        return self._usage
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.model!r}, dialect={self.dialect!r}, "
+            f"base_url={self.base_url!r}, api_key='**********')"
+        )
+
+    def __getstate__(self) -> object:
+        raise TypeError(
+            f"{type(self).__name__} cannot be pickled (it holds connections and the API key); "
+            "create one in the other process"
+        )
+
+    # --- shared steps of a call ---
+
+    def _redact(self, text: str) -> str:
+        key = self._settings.api_key.get()
+        return text.replace(key, "**********") if key and key in text else text
+
+    def _start(
+        self,
+        parts: Sequence[Part],
+        resume: PartialResult | None,
+        progress: ProgressCallback | None,
+        on_invalid: OnInvalid,
+    ) -> _Started:
+        """Check every part (raising before any request), dedupe, plan, and set up the call."""
+        if isinstance(parts, (str, Image, Video, MultiImage)):
+            raise InputError(
+                "embed takes a list of parts; wrap a single part in a list: embed([part])"
+            )
+        if on_invalid not in ("raise", "skip"):
+            raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
+        _check_callback(progress)
+        known: list[Vector | None] = [None] * len(parts)
+        if resume is not None:
+            if len(resume.vectors) != len(parts):
+                raise InputError(
+                    f"resume holds {len(resume.vectors)} results but {len(parts)} parts were "
+                    "given; pass the same parts as the failed call"
+                )
+            known = list(resume.vectors)
+        prepared = []
+        refused: dict[int, TongyiVisionError] = {}
+        for index, part in enumerate(parts):
+            if known[index] is not None:
+                continue
+            try:
+                prepared.append((index, prepare_part(part)))
+            except InputError as exc:
+                error = exc.at(index)
+                if on_invalid == "raise":
+                    raise error from exc.__cause__
+                refused[index] = error
+        unique, owners = dedupe(prepared)
+        bar = ProgressBar(len(prepared), enabled=self.show_progress)
+        call = Call(
+            Plan(unique, owners, pack(unique, self._limits)),
+            settings=RequestSettings(
+                self._settings.dialect,
+                self._settings.model,
+                self._settings.dimension,
+                self._settings.expected_dimension,
+                self._redact,
+            ),
+            policy=self._policy,
+            progress=_fan_out(progress, self.progress, bar.callback),
+            parts_total=len(prepared),
+            on_invalid=on_invalid,
+        )
+        return _Started(call, known, refused, bar)
+
+    def _finish(self, started: _Started) -> EmbedResult | PartialResult:
+        call = started.call
+        usage = call.usage.priced(self._settings.model)
+        with self._usage_lock:
+            self._usage = self._usage + usage
+        partial = call.partial(len(started.known), started.known)
+        partial.usage = usage
+        partial.errors = {**started.refused, **partial.errors}
+        if call.error is not None:
+            call.error.partial = partial
+            raise call.error
+        if call.on_invalid == "skip":
+            return partial
+        vectors = partial.vectors
+        if any(v is None for v in vectors):  # pragma: no cover - every batch succeeded
+            raise TongyiVisionError("internal error: a part has no vector after a successful call")
+        return EmbedResult(
+            vectors=[v for v in vectors if v is not None],
+            usage=usage,
+            model=self._settings.model,
+            dimension=self._settings.expected_dimension
+            or (len(vectors[0] or []) if vectors else 0),
+        )
+
+    def _texts(self, texts: Iterable[str]) -> list[Part]:
+        items = list(texts)
+        for index, text in enumerate(items):
+            if not isinstance(text, str):
+                raise InputError(
+                    f"embed_texts takes strings, not {type(text).__name__}", part_index=index
+                )
+        return list(items)
+
+    def _images(self, images: Iterable[Image | ImageSource]) -> list[Part]:
+        return _wrap(
+            images, lambda i: i if isinstance(i, Image) else Image(i, auto_fit=self.auto_fit)
+        )
+
+    def _videos(self, videos: Iterable[Video | str]) -> list[Part]:
+        return _wrap(videos, lambda v: v if isinstance(v, Video) else Video(v))
+
+
+class _Started:
+    """A call set up by ``_start``: what it runs, what was known or refused before it."""
+
+    def __init__(
+        self,
+        call: Call,
+        known: list[Vector | None],
+        refused: dict[int, TongyiVisionError],
+        bar: ProgressBar,
+    ) -> None:
+        self.call, self.known, self.refused, self.bar = call, known, refused, bar
+
+    def workers(self, most: int) -> int:
+        """How many workers the call needs: one per batch, up to ``most``."""
+        return min(most, len(self.call.queue))
+
+
+def _fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback | None:
+    """One progress callback that calls each given one in turn."""
+    given = [c for c in callbacks if c is not None]
+    if not given:
+        return None
+
+    def notify(event: ProgressEvent) -> None:
+        for callback in given:
+            callback(event)
+
+    return notify
+
+
+def _check_callback(callback: ProgressCallback | None) -> None:
+    if callback is not None and inspect.iscoroutinefunction(callback):
+        # it would be called from worker code that cannot await it, and do nothing
+        raise TypeError(
+            "progress must be a plain function (called from the client's workers), not an async one"
+        )
+
+
+def _wrap(items: Iterable[Any], make: Callable[[Any], Part]) -> list[Part]:
+    """Turn each item into a part; a refused one is named by its position."""
+    parts = []
+    for index, item in enumerate(items):
+        try:
+            parts.append(make(item))
+        except InputError as exc:
+            raise exc.at(index) from exc.__cause__
+    return parts
+
+
+def _full(result: EmbedResult | PartialResult) -> EmbedResult:
+    if not isinstance(result, EmbedResult):
+        raise TypeError("embed_texts, embed_images and embed_videos do not skip; use embed")
+    return result
+
+
+def _detach(response: httpx.Response) -> httpx.Response:
+    """Break the cycle between a read response and its stream.
+
+    httpx binds a response's stream back to the response, so a finished
+    response (with its request, and so the whole request body) lives until the
+    garbage collector's next cycle. For a call over many images that held
+    tens of megabytes of sent bodies; detached, each body is freed as soon as
+    its request is done.
+    """
+    response.stream = httpx.ByteStream(response.content)
+    return response
+
+
+class Client(_BaseClient[httpx.Client]):
+    """Embeds text, images and video; requests run concurrently on worker threads.
+
+    >>> with Client() as client:                # key from EMPIRIOLABS_API_KEY
+    ...     result = client.embed(["a red bicycle", Image("bike.jpg")])
+    ...     result.vectors, result.usage.cost_usd
+
+    Arguments (each read once, here; an argument wins over the environment):
+
+    - ``api_key``: else ``EMPIRIOLABS_API_KEY``, or ``DASHSCOPE_API_KEY`` for the
+      dashscope dialect; missing, it is a :class:`ConfigurationError`.
+    - ``base_url``, ``model``, ``dialect``: else ``TONGYI_VISION_BASE_URL``,
+      ``TONGYI_VISION_MODEL``, ``TONGYI_VISION_DIALECT``; else the gateway, flash, openai.
+    - ``dimension``: vector size; only the dashscope dialect can change it.
+    - ``timeout``: seconds (or an ``httpx.Timeout``) for each attempt of each request,
+      also when ``http_client`` is given.
+    - ``max_retries``: retries per request, not attempts. ``max_concurrency``: requests
+      in flight at once, shared by every call on this client.
+    - ``max_parts_per_request`` (at most 20), ``max_request_bytes``: how requests are packed.
+    - ``auto_fit``: re-encode images that break the limits (needs Pillow).
+    - ``default_headers``: sent with every request. ``http_client``: your own
+      ``httpx.Client`` (not closed by :meth:`close`).
+    - ``progress``: called with a :class:`ProgressEvent` as requests finish;
+      ``show_progress``: a tqdm bar.
+    """
+
+    def _connect(self, http_client: httpx.Client | None) -> None:
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=self.timeout, limits=self._http_limits)
+        self._sleep: Callable[[float], None] = time.sleep
+        # One set of permits for every call of this client: the concurrency limit is client-wide.
+        self._permits = ThreadPermits(self.max_concurrency)
+
+    @overload
+    def embed(
+        self,
+        parts: Sequence[Part],
+        *,
+        resume: PartialResult | None = None,
+        progress: ProgressCallback | None = None,
+        on_invalid: Literal["raise"] = "raise",
+    ) -> EmbedResult: ...
+
+    @overload
+    def embed(
+        self,
+        parts: Sequence[Part],
+        *,
+        resume: PartialResult | None = None,
+        progress: ProgressCallback | None = None,
+        on_invalid: Literal["skip"],
+    ) -> PartialResult: ...
+
+    def embed(
+        self,
+        parts: Sequence[Part],
+        *,
+        resume: PartialResult | None = None,
+        progress: ProgressCallback | None = None,
+        on_invalid: OnInvalid = "raise",
+    ) -> EmbedResult | PartialResult:
+        """Embed each part into one vector, returned in input order.
+
+        Parts are text (``str``), :class:`Image`, :class:`Video` and
+        :class:`MultiImage`. Every part is checked before anything is sent;
+        equal parts are sent once; requests run concurrently up to
+        ``max_concurrency``. If a request finally fails, its :class:`APIError`
+        carries ``partial``; ``embed(parts, resume=error.partial)`` then sends
+        only the missing parts.
+
+        With ``on_invalid="skip"``, a part refused by the client's checks or by
+        the service for its content is left out and the call goes on; it
+        returns a :class:`PartialResult` whose ``errors`` say why each refused
+        part has no vector. Errors that are not about one part (the key, the
+        rate limit, an outage) still raise.
+        """
+        started = self._start(parts, resume, progress, on_invalid)
+        try:
+            run_on_threads(
+                started.call,
+                self._permits,
+                self._send,
+                self._sleep,
+                started.workers(self.max_concurrency),
+            )
+        finally:
+            started.bar.close()
+        return self._finish(started)
+
+    def embed_texts(self, texts: Iterable[str], **options: Any) -> EmbedResult:
+        """Embed strings as text, one vector each (``options`` as for :meth:`embed`)."""
+        return _full(self.embed(self._texts(texts), **options))
+
+    def async_client(self, *, http_client: httpx.AsyncClient | None = None) -> AsyncClient:
+        """An :class:`AsyncClient` with this client's settings and options (its own
+        connections and permits), for code that needs both."""
+        return AsyncClient(**self._options, http_client=http_client)
+
+    def embed_images(self, images: Iterable[Image | ImageSource], **options: Any) -> EmbedResult:
+        """Embed images given as :class:`Image` or anything ``Image`` takes (paths, URLs, bytes)."""
+        return _full(self.embed(self._images(images), **options))
+
+    def embed_videos(self, videos: Iterable[Video | str], **options: Any) -> EmbedResult:
+        """Embed videos given as :class:`Video` or URLs."""
+        return _full(self.embed(self._videos(videos), **options))
+
+    def _send(self, body: bytes) -> httpx.Response:
+        response = self._http.post(
+            self._url, content=body, headers=self._headers, timeout=self.timeout
+        )
+        return _detach(response)
+
+    def close(self) -> None:
+        """Close the connections this client opened (not an ``http_client`` passed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _LoopPool:
+    """What an :class:`AsyncClient` keeps per event loop: connections and permits."""
+
+    def __init__(self, http: httpx.AsyncClient, permits: AsyncPermits) -> None:
+        self.http = http
+        self.permits = permits
+        self.closer: AsyncGenerator[None, None] | None = None
+
+
+class AsyncClient(_BaseClient[httpx.AsyncClient]):
+    """The asyncio twin of :class:`Client`: the same methods, awaited; requests run as
+    concurrent tasks up to ``max_concurrency``.
+
+    >>> async with AsyncClient() as client:
+    ...     result = await client.embed(["a red bicycle", Image("bike.jpg")])
+
+    httpx's async connections belong to the event loop that opened them, so the
+    client keeps a connection pool (and its ``max_concurrency`` permits) per
+    running loop, made on first use there and closed when that loop is shut
+    down by ``asyncio.run``; one client therefore serves every loop it is used
+    from, one after another or at once. An ``http_client`` passed in is used
+    on whichever loop the caller awaits it from, and never closed here.
+    """
+
+    def _connect(self, http_client: httpx.AsyncClient | None) -> None:
+        self._given_http = http_client
+        self._sleep: Callable[[float], Any] = asyncio.sleep
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pools_lock = threading.Lock()
+
+    @overload
+    async def embed(
+        self,
+        parts: Sequence[Part],
+        *,
+        resume: PartialResult | None = None,
+        progress: ProgressCallback | None = None,
+        on_invalid: Literal["raise"] = "raise",
+    ) -> EmbedResult: ...
+
+    @overload
+    async def embed(
+        self,
+        parts: Sequence[Part],
+        *,
+        resume: PartialResult | None = None,
+        progress: ProgressCallback | None = None,
+        on_invalid: Literal["skip"],
+    ) -> PartialResult: ...
+
+    async def embed(
+        self,
+        parts: Sequence[Part],
+        *,
+        resume: PartialResult | None = None,
+        progress: ProgressCallback | None = None,
+        on_invalid: OnInvalid = "raise",
+    ) -> EmbedResult | PartialResult:
+        """Embed each part into one vector, returned in input order; see :meth:`Client.embed`."""
+        started = self._start(parts, resume, progress, on_invalid)
+        try:
+            workers = started.workers(self.max_concurrency)
+            if workers:
+                pool = await self._pool()
+
+                async def send(body: bytes) -> httpx.Response:
+                    response = await pool.http.post(
+                        self._url, content=body, headers=self._headers, timeout=self.timeout
+                    )
+                    return _detach(response)
+
+                await run_on_tasks(started.call, pool.permits, send, self._sleep, workers)
+        finally:
+            started.bar.close()
+        return self._finish(started)
+
+    async def embed_texts(self, texts: Iterable[str], **options: Any) -> EmbedResult:
+        """Embed strings as text, one vector each (``options`` as for :meth:`embed`)."""
+        return _full(await self.embed(self._texts(texts), **options))
+
+    async def embed_images(
+        self, images: Iterable[Image | ImageSource], **options: Any
+    ) -> EmbedResult:
+        """Embed images given as :class:`Image` or anything ``Image`` takes (paths, URLs, bytes)."""
+        return _full(await self.embed(self._images(images), **options))
+
+    async def embed_videos(self, videos: Iterable[Video | str], **options: Any) -> EmbedResult:
+        """Embed videos given as :class:`Video` or URLs."""
+        return _full(await self.embed(self._videos(videos), **options))
+
+    async def _pool(self) -> _LoopPool:
+        """The running loop's connections and permits, made on first use."""
+        loop = asyncio.get_running_loop()
+        with self._pools_lock:
+            pool = self._pools.get(loop)
+            if pool is not None:
+                return pool
+            http = self._given_http or httpx.AsyncClient(
+                timeout=self.timeout, limits=self._http_limits
+            )
+            pool = self._pools[loop] = _LoopPool(http, AsyncPermits(self.max_concurrency))
+        if self._given_http is None:
+            # Started on this loop, the generator is finalised by loop.shutdown_asyncgens(),
+            # which asyncio.run() calls before closing the loop: the connections close in time.
+            pool.closer = _close_when_done(http)
+            await pool.closer.asend(None)
+        return pool
+
+    async def aclose(self) -> None:
+        """Close the connections this client opened on the running loop (never an
+        ``http_client`` passed in); those of loops that are not running, with :meth:`close`."""
+        loop = asyncio.get_running_loop()
+        with self._pools_lock:
+            pool = self._pools.get(loop)
+            if pool is not None and pool.closer is not None:
+                del self._pools[loop]
+        if pool is not None and pool.closer is not None:
+            await pool.closer.aclose()
+
+    def close(self) -> None:
+        """From sync code: close the connections opened on event loops that are not running
+        (such as one a framework keeps open after running a coroutine on it)."""
+        with self._pools_lock:
+            idle = [(loop, pool) for loop, pool in self._pools.items() if not loop.is_running()]
+            for loop, _ in idle:
+                del self._pools[loop]
+        for loop, pool in idle:
+            # A closed loop can run nothing more: its connections went with it.
+            if pool.closer is not None and not loop.is_closed():
+                loop.run_until_complete(pool.closer.aclose())
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def _close_when_done(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await http.aclose()

@@ -1,0 +1,405 @@
+"""One embed call's decisions: what each request does, and what happens when it fails.
+
+A call's state lives in :class:`Call`, which does no I/O and takes no permits.
+Each request is a generator (:meth:`Call.run_batch`) that yields *effects*:
+build the body (:class:`Load`), send it (:class:`Send`), wait out a backoff
+(:class:`Sleep`); it returns the :data:`~.permits.Verdict` of its last attempt.
+The drivers of :mod:`.drivers` run those generators on threads or tasks, so
+retry, backoff, splitting and failure handling are the same code for both
+clients, and a test can drive a request with no I/O at all.
+
+With ``on_invalid="skip"`` a part the service or the client refuses on its
+own (an input error while loading, a 400 or 413 for one part) is recorded
+against that part and the call goes on: a refused request of several parts is
+split until the refused part stands alone, and the good parts are sent again
+without being checked again.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from ..wire.dialects import Answer, build_body, parse_answer, parse_error
+from ..wire.errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    BadRequestError,
+    InputError,
+    PartialResult,
+    RateLimitError,
+    RequestTooLargeError,
+    TongyiVisionError,
+    status_error_class,
+)
+from ..wire.results import ProgressEvent, Usage, Vector
+from .permits import Verdict
+from .planner import Batch, Plan, split
+
+logger = logging.getLogger("tongyi_vision")
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+OnInvalid = Literal["raise", "skip"]
+"""What an embed call does with a part that is refused: raise, or skip it and go on."""
+
+
+@dataclass(frozen=True)
+class Load:
+    """Build the request body (reads and encodes media; may raise :class:`InputError`)."""
+
+    build: Callable[[], bytes]
+    blocking: bool
+
+
+@dataclass(frozen=True)
+class Send:
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait out a backoff, without a permit; ``throttled`` when a 429 caused it."""
+
+    seconds: float
+    throttled: bool = False
+
+
+Effect = Load | Send | Sleep
+BatchFlow = Generator[Effect, Any, Verdict]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``max_retries`` counts retries, not attempts. Backoff doubles from ``initial_backoff``
+    up to ``max_backoff`` with up to 25% jitter; a ``Retry-After`` header wins, capped at
+    ``max_retry_after`` seconds."""
+
+    max_retries: int = 3
+    initial_backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_after: float = 60.0
+
+    def delay(self, retries_so_far: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        base = min(self.initial_backoff * 2.0**retries_so_far, self.max_backoff)
+        return base * (1 - 0.25 * random.random())
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date).
+
+    Garbage, negative or missing values give ``None`` (the caller then backs off
+    on its own); a date in the past gives 0.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis) / 1000
+        except ValueError:
+            value = -1.0
+        if 0 <= value < float("inf"):
+            return value
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None or when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, seconds)
+    if seconds != seconds or seconds < 0 or seconds == float("inf"):
+        return None
+    return seconds
+
+
+@dataclass(frozen=True)
+class RequestSettings:
+    """What every request of a client is built with and what its answers are checked against."""
+
+    dialect: str
+    model: str
+    dimension: int | None
+    expected_dimension: int | None
+    redact: Callable[[str], str]
+
+
+class Call:
+    """The state of one embed call, shared by its workers (its counters under its own lock)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        settings: RequestSettings,
+        policy: RetryPolicy,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        parts_total: int | None = None,
+        on_invalid: OnInvalid = "raise",
+    ) -> None:
+        self.plan = plan
+        self.settings = settings
+        self.policy = policy
+        self.progress = progress
+        self.parts_total = len(plan.unique) if parts_total is None else parts_total
+        self.on_invalid = on_invalid
+        self.queue: deque[Batch] = deque(plan.batches)
+        self.results: list[Vector | None] = [None] * len(plan.unique)
+        self.refused: dict[int, TongyiVisionError] = {}
+        """Errors of skipped parts, by index into the plan's unique parts."""
+        self.usage = Usage()
+        self.error: TongyiVisionError | None = None
+        self.requests_done = 0
+        self.parts_done = 0
+        self._running = 0
+        self._lock = threading.Lock()
+        self._progress_lock = threading.Lock()
+
+    # --- work ---
+
+    def take(self) -> Batch | None:
+        """The next batch to send, or ``None`` when there is none or the call has failed."""
+        with self._lock:
+            if self.error is not None or not self.queue:
+                return None
+            self._running += 1
+            return self.queue.popleft()
+
+    def abort(self, exc: BaseException) -> None:
+        """Stop starting new requests (an interrupt or a bug in a worker)."""
+        with self._lock:
+            if self.error is None:
+                self.error = TongyiVisionError(f"the call was interrupted: {exc!r}")
+
+    def run_batch(self, batch: Batch) -> BatchFlow:
+        """One request, from building its body to its last attempt, as a flow of effects."""
+        try:
+            return (yield from self._attempts(batch))
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _attempts(self, batch: Batch) -> BatchFlow:
+        try:
+            body = yield Load(lambda: self.build_body(batch), blocking=batch.has_media)
+        except InputError as exc:
+            return self._refuse(batch, exc)
+        if not batch.items:
+            return "other"  # every part of it was refused while loading
+        retries = 0
+        while True:
+            try:
+                response = yield Send(body)
+            except httpx.TimeoutException as exc:
+                error: APIError = APITimeoutError(
+                    f"request timed out ({type(exc).__name__}); raise timeout=... if this persists"
+                )
+                error.__cause__ = exc
+            except httpx.HTTPError as exc:
+                # Connect and read errors, broken connections, undecodable bodies.
+                error = APIConnectionError(
+                    f"connection failed: {self.settings.redact(str(exc)) or type(exc).__name__}"
+                )
+                error.__cause__ = exc
+            else:
+                outcome = self._assess(batch, response)
+                if isinstance(outcome, Answer):
+                    self._succeed(batch, outcome)
+                    return "succeeded"
+                error = outcome
+            self._count(Usage(requests=1))
+            if isinstance(error, (BadRequestError, RequestTooLargeError)):
+                return self._refuse(batch, error)
+            if not _retryable(error) or retries >= self.policy.max_retries:
+                return self._fail(batch, error)
+            retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+            delay = self.policy.delay(retries, retry_after)
+            retries += 1
+            self._count(Usage(retries=1))
+            logger.info(
+                "retrying a request of %d parts in %.2fs (retry %d of %d): %s",
+                len(batch.items),
+                delay,
+                retries,
+                self.policy.max_retries,
+                error,
+            )
+            self._notify()
+            yield Sleep(delay, throttled=isinstance(error, RateLimitError))
+            if self.error is not None:
+                return "other"  # the call failed or was stopped while this one waited
+
+    def build_body(self, batch: Batch) -> bytes:
+        """The JSON body of a batch; with ``on_invalid="skip"``, parts that fail to load are
+        recorded and left out (``batch.items`` then holds the parts the body carries)."""
+        contents = []
+        kept = []
+        for unique in batch.items:
+            try:
+                contents.append(self.plan.unique[unique].load())
+            except InputError as exc:
+                # A file changed or vanished after the call was checked: name the part.
+                error = exc.at(self.plan.owners[unique][0])
+                if self.on_invalid == "raise":
+                    raise error from exc.__cause__
+                self._record(unique, error)
+                continue
+            kept.append(unique)
+        if len(kept) < len(batch.items):
+            batch.items[:] = kept
+            batch.text_tokens = sum(self.plan.unique[unique].text_tokens for unique in kept)
+        body = build_body(
+            self.settings.dialect, self.settings.model, contents, self.settings.dimension
+        )
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def _assess(self, batch: Batch, response: httpx.Response) -> Answer | APIError:
+        request_id = _request_id(response.headers)
+        if response.is_success:
+            try:
+                answer = parse_answer(
+                    self.settings.dialect,
+                    response.content,
+                    count=len(batch.items),
+                    dimension=self.settings.expected_dimension,
+                    text_tokens=batch.text_tokens,
+                    has_media=batch.has_media,
+                    request_id=request_id,
+                )
+            except APIResponseValidationError as exc:
+                exc.message = self.settings.redact(exc.message)
+                exc.args = (exc.message,)
+                exc.status = response.status_code
+                return exc
+            self._count(Usage(requests=1))
+            return answer
+        code, message, body_request_id = parse_error(
+            self.settings.dialect, response.status_code, response.content
+        )
+        cls = status_error_class(response.status_code, code)
+        error = cls(
+            self.settings.redact(message),
+            status=response.status_code,
+            code=code,
+            request_id=body_request_id or request_id,
+        )
+        error.retry_after = parse_retry_after(response.headers)
+        return error
+
+    # --- outcomes ---
+
+    def _succeed(self, batch: Batch, answer: Answer) -> None:
+        with self._lock:
+            for unique, vector in zip(batch.items, answer.vectors, strict=True):
+                self.results[unique] = vector
+            self.usage = self.usage + answer.usage
+            self.requests_done += 1
+            self.parts_done += sum(len(self.plan.owners[unique]) for unique in batch.items)
+        self._notify(finished=True)
+
+    def _refuse(self, batch: Batch, error: TongyiVisionError) -> Verdict:
+        """A request the service (or the loading of a part) refused for its content: split it
+        until the refused part stands alone, then skip that part or fail the call."""
+        too_large = isinstance(error, RequestTooLargeError)
+        skipping = self.on_invalid == "skip" and not isinstance(error, InputError)
+        if len(batch.items) > 1 and (too_large or skipping):
+            logger.info("a request of %d parts was refused; splitting it", len(batch.items))
+            with self._lock:
+                self.queue.extendleft(reversed(split(batch, self.plan.unique)))
+            return "other"
+        if skipping and batch.items:
+            self._record(batch.items[0], error)
+            return "other"
+        return self._fail(batch, error)
+
+    def _record(self, unique: int, error: TongyiVisionError) -> None:
+        if isinstance(error, APIError):
+            error.part_indexes = tuple(self.plan.owners[unique])
+        with self._lock:
+            self.refused[unique] = error
+            self.parts_done += len(self.plan.owners[unique])
+
+    def _fail(self, batch: Batch, error: TongyiVisionError) -> Verdict:
+        indexes = tuple(sorted(i for unique in batch.items for i in self.plan.owners[unique]))
+        if isinstance(error, APIError):
+            error.part_indexes = indexes
+        with self._lock:
+            if self.error is None:
+                self.error = error
+        return "other"
+
+    def _count(self, usage: Usage) -> None:
+        with self._lock:
+            self.usage = self.usage + usage
+
+    def _notify(self, *, finished: bool = False) -> None:
+        """Tell the progress callback where the call stands; events arrive one at a time,
+        in order, whichever worker sends them."""
+        if self.progress is None:
+            return
+        with self._progress_lock:
+            with self._lock:
+                event = ProgressEvent(
+                    parts_done=self.parts_done,
+                    parts_total=self.parts_total,
+                    requests_done=self.requests_done,
+                    # the sender is still counted as running; if it finished, also as done
+                    requests_total=self.requests_done
+                    + len(self.queue)
+                    + self._running
+                    - (1 if finished else 0),
+                    retries=self.usage.retries,
+                )
+            self.progress(event)
+
+    # --- the end ---
+
+    def partial(self, total: int, known: list[Vector | None] | None = None) -> PartialResult:
+        """Everything the call finished, placed by the caller's indexes."""
+        vectors: list[Vector | None] = list(known) if known is not None else [None] * total
+        for unique, vector in enumerate(self.results):
+            if vector is not None:
+                for n, index in enumerate(self.plan.owners[unique]):
+                    # duplicates get their own copy, so changing one vector leaves the others
+                    vectors[index] = vector if n == 0 else list(vector)
+        errors = {
+            index: error
+            for unique, error in self.refused.items()
+            for index in self.plan.owners[unique]
+        }
+        return PartialResult(vectors=vectors, usage=self.usage, errors=errors)
+
+
+def _retryable(error: APIError) -> bool:
+    if isinstance(error, (APIConnectionError, APIResponseValidationError)):
+        return True
+    status = error.status or 0
+    return status in RETRYABLE_STATUSES or status >= 500
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    for name in ("x-request-id", "request-id", "x-dashscope-request-id", "x-acs-request-id"):
+        value = headers.get(name)
+        if value:
+            return value
+    return None

@@ -1,0 +1,285 @@
+"""Images: :class:`Image` (one picture, one vector) and :class:`MultiImage` (up to eight, one
+vector), from paths, URLs, data URIs, bytes, file objects and PIL images."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from ..wire.errors import (
+    CorruptMediaError,
+    EmptyInputError,
+    InputError,
+    MediaTooLargeError,
+    TooManyImagesError,
+    UnsupportedMediaError,
+)
+from ..wire.formats import HEAD_BYTES, IMAGE_MIME_TYPES, sniff_image_format
+from ..wire.limits import MAX_IMAGE_BYTES, MAX_IMAGES_PER_GROUP
+from . import imaging
+from .prepared import DATA_URI_OVERHEAD, Content, Prepared, constant
+from .sources import (
+    base64_length,
+    data_uri,
+    decode_data_uri,
+    describe,
+    describe_path,
+    is_url,
+    path_from,
+    read_file,
+    read_head,
+)
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, io.IOBase, "PILImage"]
+
+
+class Image:
+    """An image: a local path (or ``file://`` URI), an http(s) URL, a data URI, bytes,
+    a binary file object, or a PIL image.
+
+    Local and in-memory images must be JPEG, PNG or BMP of at most 3 MB. With
+    ``auto_fit`` (the default) and Pillow installed, other formats (WEBP, GIF,
+    TIFF, ...) and larger images are re-encoded to fit, keeping their aspect
+    ratio and the best quality under the limit. URLs are passed to the service
+    as they are.
+
+    >>> Image("photos/bike.jpg"), Image("https://example.com/bike.png"), Image(png_bytes)
+    """
+
+    __slots__ = ("_pil", "auto_fit", "source")
+
+    def __init__(self, source: ImageSource, *, auto_fit: bool = True) -> None:
+        self.auto_fit = auto_fit
+        self._pil: PILImage | None = None
+        if isinstance(source, (bytearray, memoryview)):
+            source = bytes(source)
+        elif isinstance(source, io.IOBase):
+            source = source.read()
+            if not isinstance(source, bytes):
+                raise InputError("a file object given to Image must be opened in binary mode")
+        elif not isinstance(source, (str, bytes, os.PathLike)):
+            if is_pil(source):
+                self._pil = source
+            else:
+                raise InputError(
+                    f"Image takes a path, URL, data URI, bytes, file object or PIL image, "
+                    f"not {type(source).__name__}"
+                )
+        self.source: str | os.PathLike[str] | bytes | PILImage = source
+
+    def __repr__(self) -> str:
+        source = self.source
+        if isinstance(source, bytes):
+            return f"Image(<{len(source):,} bytes>)"
+        if self._pil is not None or not isinstance(source, (str, os.PathLike)):
+            return f"Image(<PIL {self._pil.width}x{self._pil.height}>)" if self._pil else "Image()"
+        return f"Image({describe(os.fspath(source))})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Image):
+            return False
+        if self._pil is not None or other._pil is not None:
+            # PIL images are mutable: the same object, not equal pixels, makes equal parts
+            return self._pil is other._pil
+        return other.source == self.source
+
+    def __hash__(self) -> int:
+        return hash(("image", id(self._pil) if self._pil is not None else self.source))
+
+    def prepare(self) -> Prepared:
+        """Check the image and return how to load it; raises :class:`InputError` subclasses."""
+        source = self.source
+        if self._pil is not None:
+            data, fmt = imaging.encode_pil(self._pil)
+            return self._from_bytes(data, fmt, f"<PIL {self._pil.width}x{self._pil.height}>")
+        if isinstance(source, bytes):
+            return self._from_bytes(
+                source, sniff_image_format(source[:HEAD_BYTES]), f"<{len(source):,} bytes>"
+            )
+        text = os.fspath(source)  # type: ignore[arg-type]
+        if is_url(text):
+            return constant("image", "i:" + text, describe(text), {"image": text})
+        if text.startswith("data:"):
+            return self._fromdata_uri(text)
+        return self._from_path(path_from(text))
+
+    def reference(self) -> str:
+        """The image as the service takes it: its URL, or a data URI (loads the image)."""
+        return str(self.prepare().load()["image"])
+
+    def _fromdata_uri(self, uri: str) -> Prepared:
+        description = describe(uri)
+        if not uri.startswith("data:image/"):
+            raise UnsupportedMediaError(
+                "is not a base64 image data URI (data:image/...;base64,...)", part=description
+            )
+        data = decode_data_uri(uri, description, medium="image")
+        fmt = sniff_image_format(data[:HEAD_BYTES])
+        if (
+            fmt in IMAGE_MIME_TYPES
+            and len(data) <= MAX_IMAGE_BYTES
+            and uri.partition(";")[0] == "data:" + IMAGE_MIME_TYPES[fmt]
+        ):
+            # Already in the service's form: send the caller's string unchanged.
+            key = "i:" + hashlib.sha256(uri.encode()).hexdigest()
+            return constant("image", key, description, {"image": uri})
+        # A mislabelled type, another format or too large: re-encode from the bytes.
+        return self._from_bytes(data, fmt, description)
+
+    def _from_bytes(self, data: bytes, fmt: str | None, description: str) -> Prepared:
+        if not data:
+            raise EmptyInputError("image is empty", part=description)
+        key = "i:" + hashlib.sha256(data).hexdigest()
+        return self._inline(key, description, fmt, len(data), lambda: data, data)
+
+    def _from_path(self, path: Path) -> Prepared:
+        description = describe_path(path)
+        size, head = read_head(path, description)
+        stat = path.stat()
+        key = f"p:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return self._inline(
+            key,
+            description,
+            sniff_image_format(head),
+            size,
+            lambda: read_file(path, description),
+            path,
+        )
+
+    def _inline(
+        self,
+        key: str,
+        description: str,
+        fmt: str | None,
+        size: int,
+        read: Callable[[], bytes],
+        source: bytes | Path,
+    ) -> Prepared:
+        """An image sent as a data URI: as it is if the service takes it, else re-encoded."""
+        if fmt in IMAGE_MIME_TYPES and size <= MAX_IMAGE_BYTES:
+            mime = IMAGE_MIME_TYPES[fmt]
+            return Prepared(
+                "image",
+                key,
+                description,
+                base64_length(size) + DATA_URI_OVERHEAD,
+                1,
+                0,
+                lambda: {"image": data_uri(mime, read())},
+            )
+        self._check_fit(fmt, size, description, source)
+        return Prepared(
+            "image",
+            key,
+            description,
+            base64_length(MAX_IMAGE_BYTES) + DATA_URI_OVERHEAD,
+            1,
+            0,
+            lambda: {"image": self._fit(read(), description)},
+        )
+
+    def _check_fit(
+        self, fmt: str | None, size: int, description: str, source: bytes | Path
+    ) -> None:
+        """Raise unless the image can be re-encoded to fit.
+
+        Pillow reads only the header here, so a file it cannot decode, or a
+        decompression bomb, is refused before any request is sent.
+        """
+        if fmt in IMAGE_MIME_TYPES:
+            problem = f"is {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte (3 MB) limit"
+            error: type[InputError] = MediaTooLargeError
+        else:
+            name = fmt.upper() if fmt else "not a recognised image format"
+            problem = f"is {name}; the service takes JPEG, PNG or BMP"
+            error = UnsupportedMediaError
+        if not self.auto_fit:
+            raise error(f"{problem}; convert it, or pass auto_fit=True", part=description)
+        if not imaging.pillow_available():
+            raise error(
+                f"{problem}; install Pillow to convert it automatically: "
+                "pip install 'tongyi-vision[image]'",
+                part=description,
+            )
+        try:
+            imaging.image_size(source, description=description)
+        except CorruptMediaError as exc:
+            if fmt is None:
+                raise UnsupportedMediaError(
+                    "is not an image in a format Pillow can read; the service takes JPEG, "
+                    "PNG or BMP",
+                    part=description,
+                ) from exc
+            raise
+
+    def _fit(self, data: bytes, description: str) -> str:
+        fitted, fmt = imaging.fit_image(data, max_bytes=MAX_IMAGE_BYTES, description=description)
+        return data_uri(IMAGE_MIME_TYPES[fmt], fitted)
+
+
+def is_pil(value: object) -> bool:
+    module = type(value).__module__
+    return module.startswith("PIL.") and hasattr(value, "save")
+
+
+class MultiImage:
+    """Up to eight images embedded together into ONE vector.
+
+    >>> MultiImage(["front.jpg", "back.jpg"])
+    """
+
+    __slots__ = ("images",)
+
+    def __init__(self, images: Sequence[Image | ImageSource]) -> None:
+        if isinstance(images, (str, bytes)):
+            raise InputError("MultiImage takes a list of images, not a single one")
+        self.images = [i if isinstance(i, Image) else Image(i) for i in images]
+
+    def __repr__(self) -> str:
+        return f"MultiImage({self.images!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MultiImage) and other.images == self.images
+
+    def __hash__(self) -> int:
+        return hash(("multi", tuple(self.images)))
+
+    def prepare(self) -> Prepared:
+        count = len(self.images)
+        if count == 0:
+            raise EmptyInputError("MultiImage has no images", part="MultiImage([])")
+        if count > MAX_IMAGES_PER_GROUP:
+            raise TooManyImagesError(
+                f"has {count} images; at most {MAX_IMAGES_PER_GROUP} make one vector. "
+                "Split it into several MultiImage parts",
+                part=f"MultiImage(<{count} images>)",
+            )
+        prepared = []
+        for position, image in enumerate(self.images):
+            try:
+                prepared.append(image.prepare())
+            except InputError as exc:
+                exc.part = f"image {position} of MultiImage ({exc.part})"
+                exc.args = (exc._format(),)
+                raise
+        key = "m:" + "|".join(p.key for p in prepared)
+
+        def load() -> Content:
+            return {"multi_images": [p.load()["image"] for p in prepared]}
+
+        return Prepared(
+            "multi_images",
+            key,
+            f"MultiImage(<{count} images>)",
+            sum(p.size_hint for p in prepared),
+            count,
+            0,
+            load,
+        )

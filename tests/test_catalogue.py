@@ -1,0 +1,1 @@
+"""The media-file catalogue: its rules, tested once (rewritten below)."""
