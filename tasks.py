@@ -7,14 +7,15 @@ reinstall only when ``pyproject.toml`` changed. Only Python and pip are needed.
 
 Jobs:
   demo         run `tongyi-vision demo` (emulator unless an API key is set)
-  check        everything CI runs: lint, typecheck, unit, integration, examples, docs
-  lint         ruff check and ruff format --check
+  check        everything CI runs: lint, typecheck, unit, integration, coverage, examples, docs
+  lint         ruff check, ruff format --check, and the import contracts (lint-imports)
   format       ruff format and ruff check --fix
-  typecheck    mypy --strict on src/
-  unit         unit tests, with sockets blocked
-  integration  tests against a real emulator process on 127.0.0.1
+  typecheck    mypy --strict on src/, tests/ and integration_tests/
+  unit         unit tests (tests/conftest.py blocks network sockets), with coverage
+  integration  tests against a real emulator process on 127.0.0.1, with coverage
+  coverage     the coverage report of the last unit and integration runs
   examples     run every script in examples/ against the emulator
-  docs         build the documentation with mkdocs in strict mode
+  docs         build the documentation (and its API reference) with mkdocs, strict
   bench        run every benchmark and rewrite docs/benchmarks.md
   install      only create or update .venv
 """
@@ -33,7 +34,15 @@ VENV = Path(os.environ.get("TONGYI_VISION_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".tongyi-vision-installed"
-LINT_PATHS = ["src", "tests", "integration_tests", "examples", "benchmarks", "tasks.py"]
+LINT_PATHS = [
+    "src",
+    "tests",
+    "integration_tests",
+    "examples",
+    "benchmarks",
+    "docs/hooks.py",
+    "tasks.py",
+]
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
@@ -69,6 +78,8 @@ def demo() -> None:
 def lint() -> None:
     run(tool("ruff"), "check", *LINT_PATHS)
     run(tool("ruff"), "format", "--check", *LINT_PATHS)
+    # The one-way arrows between the layers, and no import cycle (pyproject.toml).
+    run(tool("lint-imports"))
 
 
 def format_() -> None:
@@ -77,26 +88,24 @@ def format_() -> None:
 
 
 def typecheck() -> None:
-    run(tool("mypy"), "src")
+    run(tool("mypy"))  # the files and settings are in pyproject.toml
+
+
+# pytest exits with 5 when it collects no test: a folder emptied by mistake must fail too.
+PYTEST = ("-m", "pytest", "-p", "no:cacheprovider", "-q", "--cov=tongyi_vision", "--cov-report=")
 
 
 def unit() -> None:
-    # Unix sockets stay allowed: asyncio's event loop wakes itself through a socketpair.
-    run(
-        PYTHON,
-        "-m",
-        "pytest",
-        "tests",
-        "-p",
-        "no:cacheprovider",
-        "--disable-socket",
-        "--allow-unix-socket",
-        "-q",
-    )
+    # tests/conftest.py blocks network sockets itself, so no flag is needed for that here.
+    run(PYTHON, *PYTEST, "tests")
 
 
 def integration() -> None:
-    run(PYTHON, "-m", "pytest", "integration_tests", "-p", "no:cacheprovider", "-q")
+    run(PYTHON, *PYTEST, "--cov-append", "integration_tests")
+
+
+def coverage() -> None:
+    run(tool("coverage"), "report", "--skip-covered", "--sort=cover")
 
 
 def examples() -> None:
@@ -120,7 +129,7 @@ def bench() -> None:
 
 def check() -> None:
     started = time.monotonic()
-    for job in (lint, typecheck, unit, integration, examples, docs):
+    for job in (lint, typecheck, unit, integration, coverage, examples, docs):
         job()
     print(f"\nall checks passed in {time.monotonic() - started:.0f} s")
 
@@ -133,6 +142,7 @@ JOBS: dict[str, Callable[[], None]] = {
     "typecheck": typecheck,
     "unit": unit,
     "integration": integration,
+    "coverage": coverage,
     "examples": examples,
     "docs": docs,
     "bench": bench,

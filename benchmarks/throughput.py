@@ -197,8 +197,7 @@ class Bench:
             return None, None
 
         entries.append(("TongyiVisionEmbeddings.aembed_documents", "texts", lc_once))
-        label = "TongyiVisionEmbedding.aget_text_embedding_batch (embed_batch_size="
-        label += f"{embedding.embed_batch_size})"
+        label = "TongyiVisionEmbedding.aget_text_embedding_batch (one core call)"
         entries.append((label, "texts", li_once))
         return entries
 

@@ -22,7 +22,7 @@ import pytest
 from tongyi_vision.samples import write_sample_images, write_sample_texts
 
 if TYPE_CHECKING:
-    from conftest import RunningEmulator
+    from integration_tests.conftest import RunningEmulator
 
 NOTES = 120
 

@@ -26,7 +26,7 @@ from tongyi_vision import (
 from tongyi_vision.wire.limits import image_tokens_for_pixels
 
 if TYPE_CHECKING:
-    from conftest import RunningEmulator
+    from integration_tests.conftest import RunningEmulator
 
 DIALECTS = ("openai", "dashscope")
 MODES = ("sync", "async")

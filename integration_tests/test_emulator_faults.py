@@ -26,7 +26,7 @@ from tongyi_vision import (
 )
 
 if TYPE_CHECKING:
-    from conftest import RunningEmulator
+    from integration_tests.conftest import RunningEmulator
 
 DIALECTS = ("openai", "dashscope")
 

@@ -24,7 +24,7 @@ from tongyi_vision.wire.models import (
 )
 
 if TYPE_CHECKING:
-    from conftest import RunningEmulator
+    from integration_tests.conftest import RunningEmulator
 
 FLASH = "tongyi-embedding-vision-flash"
 PLUS = "tongyi-embedding-vision-plus"
@@ -206,7 +206,7 @@ def test_refused_contents(
 
 
 def test_accepted_media(http: httpx.Client, make_image: Callable[..., bytes]) -> None:
-    contents = [
+    contents: list[dict[str, Any]] = [
         {"image": uri(make_image(1), "image/jpeg")},
         {"image": uri(make_image(2, fmt="PNG"), "image/png")},
         {"image": uri(make_image(3, fmt="BMP"), "image/bmp")},

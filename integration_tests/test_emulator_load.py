@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tongyi_vision import AsyncClient, Client, EmbedResult, Image, Part, estimate_text_tokens
+from tongyi_vision import AsyncClient, Client, EmbedResult, Image, Part, Video, estimate_text_tokens
 from tongyi_vision.emulator._vectors import pixel_vector, text_vector, thumbnail
 from tongyi_vision.wire.limits import image_tokens_for_pixels
 
 if TYPE_CHECKING:
-    from conftest import RunningEmulator
+    from integration_tests.conftest import RunningEmulator
 
 TEXTS = 1_800
 IMAGES = 200
@@ -64,7 +64,7 @@ def _check(result: EmbedResult, parts: list[Part], server: RunningEmulator) -> N
         if isinstance(part, str):
             expected = text_vector(part, 768)
         else:
-            assert isinstance(part.source, bytes)
+            assert isinstance(part, (Image, Video)) and isinstance(part.source, bytes)
             expected = pixel_vector(thumbnail(part.source, 10**8)[2], 768)
         assert result.vectors[index] == expected, f"part {index} has the wrong vector"
 

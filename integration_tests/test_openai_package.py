@@ -12,7 +12,7 @@ import pytest
 from tongyi_vision import estimate_text_tokens
 
 if TYPE_CHECKING:
-    from conftest import RunningEmulator
+    from integration_tests.conftest import RunningEmulator
 
 FLASH = "tongyi-embedding-vision-flash"
 

@@ -22,7 +22,7 @@ from tongyi_vision.cli import build_parser
 from tongyi_vision.samples import image_bytes, sample_image, write_sample_images
 
 if TYPE_CHECKING:
-    from conftest import RunningEmulator
+    from integration_tests.conftest import RunningEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = (ROOT / "README.md", ROOT / "docs" / "quickstart.md")

@@ -21,7 +21,7 @@ from tongyi_vision.media.decoding import sample_frames
 from tongyi_vision.samples import generate_sample_video
 
 if TYPE_CHECKING:
-    from conftest import RunningEmulator
+    from integration_tests.conftest import RunningEmulator
 
 COLOURS = ((200, 40, 40), (40, 160, 60), (40, 70, 200))
 CHECKERBOARD_CLIP = (10.0, 20.0)

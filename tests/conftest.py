@@ -2,7 +2,7 @@
 ``httpx.MockTransport``, clients wired to it, and a clean environment.
 
 Nothing here opens a socket or sleeps: the clients' ``_sleep`` is replaced by
-a recorder, and pytest runs with ``--disable-socket``.
+a recorder, and network sockets are blocked for every test of this folder.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from typing import Any
 
 import httpx
 import pytest
+from pytest_socket import disable_socket
 
-from _core_fakes import CONFIG_VARS, KEY, AsyncSleeps, FakeService, Sleeps
+from tests._core_fakes import CONFIG_VARS, KEY, AsyncSleeps, FakeService, Sleeps
 from tongyi_vision import AsyncClient, Client
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_configure(config: pytest.Config) -> None:
-    """Under ``--disable-socket``, still allow Unix sockets: asyncio's event loop wakes itself
-    through a socketpair, so async tests cannot run without them. Network sockets stay
-    blocked (the same policy as ``--allow-unix-socket``, made the default here)."""
-    from pytest_socket import _STASH_KEY
-
-    socket_config = config.stash.get(_STASH_KEY, None)
-    if socket_config is not None:
-        socket_config.allow_unix_socket = True
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Block network sockets in every unit test, however pytest was started (``pytest tests``
+    is as safe as ``tasks.py unit``). Unix sockets stay allowed: asyncio's event loop wakes
+    itself through a socketpair. A hook of this folder's conftest: tests elsewhere (the
+    integration tests) are not touched."""
+    disable_socket(allow_unix_socket=True)
 
 
 @pytest.fixture(autouse=True)

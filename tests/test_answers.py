@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _core_fakes import FakeService, MakeClient, Seen, text_vector, vector_for
+from tests._core_fakes import FakeService, MakeClient, Seen, text_vector, vector_for
 from tongyi_vision import APIResponseValidationError, Image, Usage
 from tongyi_vision.wire.dialects import native_usage, parse_answer
 from tongyi_vision.wire.models import NativeUsage

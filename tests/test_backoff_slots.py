@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-from _core_fakes import permits_of
+from tests._core_fakes import permits_of
 from tongyi_vision import AsyncClient, Client
 
 

@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from _core_fakes import (
+from tests._core_fakes import (
     FakeService,
     MakeAsyncClient,
     MakeClient,
@@ -296,3 +296,13 @@ async def test_cancelling_an_async_call_frees_its_slots(make_async_client: MakeA
     with pytest.raises(asyncio.CancelledError):
         await task
     assert permits_of(client).in_flight == 0
+
+
+def test_a_request_back_from_a_backoff_goes_before_new_ones() -> None:
+    state = PermitState(1)
+    epoch = state.take(False)
+    state.queue(True)  # a request whose backoff is over waits for a permit
+    state.give_back(epoch, "other")
+    assert state.ready(True) and not state.ready(False)
+    state.take(True)
+    assert (state.returning, state.in_flight) == (0, 1)

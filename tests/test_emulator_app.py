@@ -263,7 +263,7 @@ async def test_native_answer_and_usage_shapes() -> None:
     contents = [{"text": "hi there"}, {"image": data_uri(image)}]
     expected_image = image_tokens_for_pixels(320, 240)
     for shape in ("new", "old"):
-        app = create_app(EmulatorConfig(usage_shape=shape))  # type: ignore[arg-type]
+        app = create_app(EmulatorConfig(usage_shape=shape))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://e") as client:
             response = await client.post(

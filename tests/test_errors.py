@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from _core_fakes import FakeService, MakeClient, error_response
+from tests._core_fakes import FakeService, MakeClient, error_response
 from tongyi_vision import (
     APIConnectionError,
     APIError,

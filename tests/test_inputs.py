@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from _core_fakes import FakeService, MakeClient, Seen, image_bytes, png_bytes
+from tests._core_fakes import FakeService, MakeClient, Seen, image_bytes, png_bytes
 from tongyi_vision import (
     CorruptMediaError,
     EmptyInputError,

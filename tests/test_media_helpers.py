@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from _core_fakes import image_bytes, png_bytes
+from tests._core_fakes import image_bytes, png_bytes
 from tongyi_vision import CorruptMediaError, Image, MediaNotFoundError, Video, file_uri, media_part
 from tongyi_vision.media.imaging import fit_image, image_size
 from tongyi_vision.wire.formats import sniff_image_format, sniff_video_format

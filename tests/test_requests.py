@@ -7,7 +7,7 @@ import base64
 import httpx
 import pytest
 
-from _core_fakes import (
+from tests._core_fakes import (
     KEY,
     FakeService,
     MakeAsyncClient,

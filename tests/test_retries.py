@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from _core_fakes import (
+from tests._core_fakes import (
     FakeService,
     MakeAsyncClient,
     MakeClient,

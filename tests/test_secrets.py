@@ -9,7 +9,7 @@ import pickle
 import httpx
 import pytest
 
-from _core_fakes import KEY, FakeService, MakeClient, Reply, error_response
+from tests._core_fakes import KEY, FakeService, MakeClient, Reply, error_response
 from tongyi_vision import (
     APIConnectionError,
     AsyncClient,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import tongyi_vision
-from _core_fakes import FakeService, MakeAsyncClient, MakeClient, error_response
+from tests._core_fakes import FakeService, MakeAsyncClient, MakeClient, error_response
 from tongyi_vision import AsyncClient, Client, ProgressEvent
 
 
@@ -107,7 +107,7 @@ def test_sync_and_async_signatures_match(sync_name: str, async_name: str) -> Non
 
 def test_constructors_match_except_for_the_http_client() -> None:
     # One constructor for both, generic in the HTTP client it takes.
-    assert Client.__init__ is AsyncClient.__init__
+    assert Client.__init__ is AsyncClient.__init__  # type: ignore[comparison-overlap]
     assert typing.get_args(Client.__orig_bases__[0]) == (httpx.Client,)  # type: ignore[attr-defined]
     assert typing.get_args(AsyncClient.__orig_bases__[0]) == (httpx.AsyncClient,)  # type: ignore[attr-defined]
     sync = dict(inspect.signature(Client.__init__).parameters)
@@ -149,3 +149,48 @@ async def test_an_async_progress_callback_is_refused_before_sending(
     with pytest.raises(TypeError, match="plain function"):
         await client.embed(["a"], progress=report)  # type: ignore[arg-type]
     assert service.seen == []
+
+
+def test_unit_tests_cannot_open_network_sockets() -> None:
+    import socket
+
+    from pytest_socket import SocketBlockedError
+
+    # pytest-socket also warns as it refuses; warnings are errors here, so say it is expected.
+    with pytest.warns(UserWarning, match="socket"), pytest.raises(SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    left, right = socket.socketpair()  # what asyncio needs stays allowed
+    left.close()
+    right.close()
+
+
+PUBLIC_MODULES = (
+    "tongyi_vision",
+    "tongyi_vision.langchain",
+    "tongyi_vision.llama_index",
+    "tongyi_vision.emulator",
+    "tongyi_vision.samples",
+)
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_public_names_report_the_module_users_import_them_from(module_name: str) -> None:
+    import importlib
+
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        value = getattr(module, name)
+        if isinstance(value, type) or inspect.isfunction(value):
+            assert value.__module__ in PUBLIC_MODULES, f"{module_name}.{name}: {value.__module__}"
+
+
+def test_public_classes_still_pickle_under_their_public_module() -> None:
+    import pickle
+
+    import tongyi_vision
+
+    usage = tongyi_vision.Usage(prompt_tokens=3, total_tokens=3)
+    assert tongyi_vision.Usage.__module__ == "tongyi_vision"
+    assert pickle.loads(pickle.dumps(usage)) == usage
+    error = pickle.loads(pickle.dumps(tongyi_vision.EmptyInputError("text is empty", part="''")))
+    assert isinstance(error, tongyi_vision.EmptyInputError) and "text is empty" in str(error)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _video_media import BLUE, RED, garbage_after_header, near, pixel, sample, truncated
+from tests._video_media import BLUE, RED, garbage_after_header, near, pixel, sample, truncated
 from tongyi_vision import Client, CorruptMediaError, UnsupportedMediaError, Video
 
 KEY = "sk-test-video"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _video_media import (
+from tests._video_media import (
     BLUE,
     RED,
     anamorphic,

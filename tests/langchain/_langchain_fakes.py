@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from _service_fakes import DIMENSION, FakeEmbeddingService
+from tests._service_fakes import DIMENSION, FakeEmbeddingService
 
 KEY = "sk-langchain-unit-0123456789"
 KINDS = {"text": 1.0, "image": 2.0, "video": 3.0, "multi_images": 4.0}

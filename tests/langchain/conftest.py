@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from _langchain_fakes import KEY, FakeGateway
 
-from _service_fakes import MockHttpClients
+from tests._service_fakes import MockHttpClients
+from tests.langchain._langchain_fakes import KEY, FakeGateway
 from tongyi_vision.langchain import TongyiVisionEmbeddings
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _langchain_fakes import KEY, FakeGateway, png_bytes, vector_for, write_image
 from langchain_core.load import dumpd, dumps, loads
 
+from tests.langchain._langchain_fakes import KEY, FakeGateway, png_bytes, vector_for, write_image
 from tongyi_vision import (
     AuthenticationError,
     ConfigurationError,

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _langchain_fakes import write_image
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.document_loaders.blob_loaders import BlobLoader
 from langchain_core.documents.base import Blob, Document
 
+from tests.langchain._langchain_fakes import write_image
 from tongyi_vision import (
     CorruptMediaError,
     EmptyInputError,

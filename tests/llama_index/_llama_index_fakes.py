@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from _service_fakes import DIMENSION, FakeEmbeddingService
+from tests._service_fakes import DIMENSION, FakeEmbeddingService
 
 KEY = "sk-llamaindex-unit-7f3a9c2e51"
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from _llama_index_fakes import KEY, FakeService
 
-from _service_fakes import MockHttpClients
+from tests._service_fakes import MockHttpClients
+from tests.llama_index._llama_index_fakes import KEY, FakeService
 from tongyi_vision.llama_index import TongyiVisionEmbedding
 
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _llama_index_fakes import png_bytes, write_image
 from llama_index.core import SimpleDirectoryReader, StorageContext
 from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.core.schema import Document, ImageDocument, ImageNode, MetadataMode
 
+from tests.llama_index._llama_index_fakes import png_bytes, write_image
 from tongyi_vision import CorruptMediaError, MediaNotFoundError, UnsupportedMediaError
 from tongyi_vision.llama_index import (
     SkippedFileWarning,

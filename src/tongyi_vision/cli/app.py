@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._version import __version__
 from ..wire.errors import (
@@ -55,14 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = commands.add_parser(
+    demo = _command(
+        commands,
         "demo",
         help="embed and search a generated sample set through LangChain and LlamaIndex",
         description="Generate sample images, texts and a video, index them through LangChain "
         "and LlamaIndex, and run text-to-image, image-to-image, text-to-text and text-to-video "
         "searches. Without an API key it runs against the bundled emulator on 127.0.0.1.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "--emulator",
@@ -73,14 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(demo)
     demo.set_defaults(handler=run_demo)
 
-    embed = commands.add_parser(
+    embed = _command(
+        commands,
         "embed",
         help="embed files and folders into a resumable JSONL index",
         description="Embed images, videos and text files (.txt, .md: long ones are split into "
         "chunks) into a JSONL index. Records are appended as each chunk finishes, so running "
         "the same command again sends only what is not in the index yet.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     embed.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to embed")
     embed.add_argument(
@@ -111,13 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(embed)
     embed.set_defaults(handler=run_embed)
 
-    search = commands.add_parser(
+    search = _command(
+        commands,
         "search",
         help="search an index made by `embed` with a text or an image",
         description="Embed a query with the index's model and print the nearest items by "
         "cosine similarity.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     search.add_argument("index", type=Path, metavar="INDEX", help="a JSONL index made by `embed`")
     search.add_argument("query", nargs="?", metavar="QUERY", help="the text to search for")
@@ -135,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the API emulator (see `tongyi-vision serve --help`)",
         add_help=False,
+    )
+    return parser
+
+
+def _command(commands: Any, name: str, *, help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with the common epilog (exit codes, environment)."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return parser
 

@@ -70,3 +70,13 @@ __all__ = [
     "parse_fault_header",
     "running_emulator",
 ]
+
+for _name in (
+    "EmulatorConfig",
+    "Fault",
+    "build_parser",
+    "create_app",
+    "main",
+    "parse_fault_header",
+):
+    globals()[_name].__module__ = __name__

@@ -9,9 +9,10 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
+from typing_extensions import Self
 
 from .._version import __version__
 from ..media.image import Image, ImageSource, MultiImage
@@ -584,6 +585,45 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
                 loop.run_until_complete(pool.closer.aclose())
 
     async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class ClientPair:
+    """What an object holding a :class:`Client` (``_client``) and its async twin
+    (``_async_client``) does with them: sum their usage and close them; the adapters are
+    such objects. It declares no attributes, so it mixes into pydantic models."""
+
+    if TYPE_CHECKING:
+        _client: Client
+        _async_client: AsyncClient
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens, requests and cost summed over every call this object has made."""
+        return self._client.usage + self._async_client.usage
+
+    def close(self) -> None:
+        """Close the connections this object opened (not an ``http_client`` passed in), with
+        those of event loops that are not running (such as the one a framework keeps after
+        running a coroutine); from inside a running loop, use :meth:`aclose`."""
+        self._client.close()
+        self._async_client.close()
+
+    async def aclose(self) -> None:
+        """Close the sync connections and those of the running event loop."""
+        self._client.close()
+        await self._async_client.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

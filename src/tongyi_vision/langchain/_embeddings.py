@@ -11,12 +11,11 @@ from langchain_core.load.serializable import Serializable
 from langchain_core.utils import from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from ..engine.client import AsyncClient, Client
+from ..engine.client import AsyncClient, Client, ClientPair
 from ..media.parts import Part
 from ..media.references import image_input, text_or_media
 from ..media.video import Video
 from ..wire.limits import FLASH
-from ..wire.results import Usage
 
 
 def _dialect_from_env() -> Any:
@@ -24,7 +23,7 @@ def _dialect_from_env() -> Any:
     return os.environ.get("TONGYI_VISION_DIALECT") or None
 
 
-class TongyiVisionEmbeddings(Serializable, Embeddings):
+class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
     """Text, image and video embeddings from Alibaba's tongyi-embedding-vision models.
 
     A drop-in ``Embeddings`` for any LangChain vector store. Strings given to
@@ -170,36 +169,6 @@ class TongyiVisionEmbeddings(Serializable, Embeddings):
     async def aembed_video(self, uris: list[str]) -> list[list[float]]:
         """Async :meth:`embed_video`."""
         return (await self._async_client.embed([Video(uri) for uri in uris])).vectors
-
-    # --- lifetime and bookkeeping ---
-
-    @property
-    def usage(self) -> Usage:
-        """Tokens, requests and cost summed over every call of this object."""
-        return self._client.usage + self._async_client.usage
-
-    def close(self) -> None:
-        """Close the connections this object opened (not an ``http_client`` passed in), except
-        those of a running event loop: close those with :meth:`aclose`."""
-        self._client.close()
-        self._async_client.close()
-
-    async def aclose(self) -> None:
-        """Close the sync connections and those of the running event loop."""
-        self._client.close()
-        await self._async_client.aclose()
-
-    def __enter__(self) -> TongyiVisionEmbeddings:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> TongyiVisionEmbeddings:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __getstate__(self) -> dict[Any, Any]:
         raise TypeError(

@@ -36,9 +36,6 @@ from ..media.decoding import DEFAULT_FRAMES
 from ..wire.errors import InputError, MediaNotFoundError
 from ..wire.limits import MAX_IMAGES_PER_GROUP
 
-_IMAGE: tuple[MediaKind] = ("image",)
-_VIDEO: tuple[MediaKind] = ("video",)
-
 
 class SkippedMediaWarning(UserWarning):
     """A loader skipped a file it could not read or that is not the medium it loads."""
@@ -51,8 +48,37 @@ class SkippedVideoWarning(SkippedMediaWarning):
     """
 
 
-def _paths(path: PathInput | Sequence[PathInput]) -> list[PathInput]:
-    return [path] if isinstance(path, (str, os.PathLike)) else list(path)
+class _CatalogueLoader(BaseLoader):
+    """Files of one kind found by the catalogue, each turned into documents by ``_documents``;
+    what is skipped is reported as the loader's ``on_error`` says."""
+
+    _kind: MediaKind = "image"
+
+    def __init__(
+        self, path: PathInput | Sequence[PathInput], skips: Skips, *, glob: str, recursive: bool
+    ) -> None:
+        self.skips = skips
+        self.paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        self.glob = glob
+        self.recursive = recursive
+
+    def lazy_load(self) -> Iterator[Document]:
+        """Yield the documents of each file in turn, in name order, read as it is reached."""
+        found = scan(
+            self.paths,
+            kinds=(self._kind,),
+            pattern=self.glob,
+            recursive=self.recursive,
+            report_others=True,
+        )
+        for record in found:
+            if isinstance(record, SkippedFile):
+                self.skips(record)
+            else:
+                yield from self._documents(record)
+
+    def _documents(self, file: MediaFile) -> Iterator[Document]:
+        raise NotImplementedError
 
 
 def _blob_record(blob: Blob, kind: MediaKind) -> MediaFile | SkippedFile:
@@ -114,7 +140,7 @@ class TongyiImageParser(BaseBlobParser):
         )
 
 
-class TongyiImageLoader(BaseLoader):
+class TongyiImageLoader(_CatalogueLoader):
     """Loads images from a file, a folder, a glob pattern, or a list of them, lazily.
 
     One :class:`~langchain_core.documents.Document` per image; its text is the
@@ -149,25 +175,11 @@ class TongyiImageLoader(BaseLoader):
         as_data_uri: bool = False,
         on_error: OnError = "warn",
     ) -> None:
-        self.paths = _paths(path)
-        self.glob = glob
-        self.recursive = recursive
         self.parser = TongyiImageParser(as_data_uri=as_data_uri, on_error=on_error)
+        super().__init__(path, self.parser.skips, glob=glob, recursive=recursive)
 
-    def lazy_load(self) -> Iterator[Document]:
-        """Yield one document per image, in name order, reading each file as it is reached."""
-        found = scan(
-            self.paths,
-            kinds=_IMAGE,
-            pattern=self.glob,
-            recursive=self.recursive,
-            report_others=True,
-        )
-        for record in found:
-            if isinstance(record, SkippedFile):
-                self.parser.skips(record)
-            else:
-                yield self.parser.document(record, {"source": record.text})
+    def _documents(self, file: MediaFile) -> Iterator[Document]:
+        yield self.parser.document(file, {"source": file.text})
 
 
 class TongyiVideoParser(BaseBlobParser):
@@ -244,7 +256,7 @@ class TongyiVideoParser(BaseBlobParser):
             yield Document(id=clip.uri, page_content=clip.uri, metadata=metadata)
 
 
-class TongyiVideoLoader(BaseLoader):
+class TongyiVideoLoader(_CatalogueLoader):
     """Loads videos from a file, a folder, a glob pattern, or a list of them, one document
     per clip, lazily.
 
@@ -294,9 +306,6 @@ class TongyiVideoLoader(BaseLoader):
         thumbnail_size: int = 512,
         on_error: OnError = "warn",
     ) -> None:
-        self.paths = _paths(path)
-        self.glob = glob
-        self.recursive = recursive
         self.parser = TongyiVideoParser(
             clip_seconds=clip_seconds,
             frames=frames,
@@ -304,18 +313,9 @@ class TongyiVideoLoader(BaseLoader):
             thumbnail_size=thumbnail_size,
             on_error=on_error,
         )
+        super().__init__(path, self.parser.skips, glob=glob, recursive=recursive)
 
-    def lazy_load(self) -> Iterator[Document]:
-        """Yield the clips of each video in turn, files in name order."""
-        found = scan(
-            self.paths,
-            kinds=_VIDEO,
-            pattern=self.glob,
-            recursive=self.recursive,
-            report_others=True,
-        )
-        for record in found:
-            if isinstance(record, SkippedFile):
-                self.parser.skips(record)
-            else:
-                yield from self.parser.parse_file(record)
+    _kind: MediaKind = "video"
+
+    def _documents(self, file: MediaFile) -> Iterator[Document]:
+        yield from self.parser.parse_file(file)

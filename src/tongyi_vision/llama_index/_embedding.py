@@ -1,10 +1,6 @@
-"""``TongyiVisionEmbedding``: LlamaIndex's ``MultiModalEmbedding`` on the core clients.
-
-The class holds settings and framework plumbing only: each batch method is one
-call of :class:`tongyi_vision.Client` or :class:`tongyi_vision.AsyncClient`,
-which packs the inputs into requests, runs them concurrently with retries, and
-keeps its async connections on the right event loop.
-"""
+"""``TongyiVisionEmbedding``: LlamaIndex's ``MultiModalEmbedding`` on the core clients, which
+pack, send, retry and keep async connections on the right event loop; this holds fields and
+framework plumbing only."""
 
 from __future__ import annotations
 
@@ -27,13 +23,12 @@ from llama_index.core.instrumentation.events.embedding import (
 )
 from llama_index.core.schema import BaseNode, ImageDocument, ImageNode, ImageType, MetadataMode
 
-from ..engine.client import AsyncClient, Client
+from ..engine.client import AsyncClient, Client, ClientPair
 from ..engine.progress import ProgressBar
 from ..media.parts import Part
 from ..media.references import image_input
 from ..media.video import Video
 from ..wire.limits import FLASH
-from ..wire.results import Usage
 
 dispatcher = get_dispatcher(__name__)
 
@@ -43,7 +38,7 @@ VideoInput = str | os.PathLike[str] | Video
 _NOT_PICKLED = frozenset({"api_key", "default_headers", "callback_manager"})
 
 
-class TongyiVisionEmbedding(MultiModalEmbedding):
+class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
     """Text, image and video embeddings from ``tongyi-embedding-vision-flash`` / ``-plus``.
 
     Every modality lands in one vector space, so pass the same instance as both
@@ -56,57 +51,29 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
     ... )
 
     Images are a local path, an http(s) URL (the service downloads it), a
-    ``data:image/...`` URI, or a ``BytesIO``; an image node whose file is a
-    video is embedded as that video. Settings are resolved once, by the core
-    client: an argument first, then ``TONGYI_VISION_MODEL`` /
-    ``TONGYI_VISION_BASE_URL`` / ``TONGYI_VISION_DIALECT``, then defaults. The
-    key comes from ``api_key`` or from ``EMPIRIOLABS_API_KEY`` (``openai``
-    dialect) / ``DASHSCOPE_API_KEY`` (``dashscope``); it is never serialised, so
-    an instance rebuilt with ``from_dict`` / ``from_json`` or unpickled reads it
-    from the environment again. ``default_headers`` are not serialised either,
-    as they may carry credentials.
-
-    Each batch method (``get_text_embedding_batch``, ``get_image_embedding_batch``,
-    ``get_video_embedding_batch`` and their async twins) is ONE call of the core
-    client, whatever ``embed_batch_size`` says: the core splits it into requests
-    within the service's limits and runs up to ``max_concurrency`` of them at
-    once. ``num_workers`` is not used. Call :meth:`close` (or :meth:`aclose`)
-    when done to release connections.
+    ``data:image/...`` URI, or a ``BytesIO``; a file that is a video is
+    embedded as that video. Settings are resolved once, by the core client;
+    the key and ``default_headers`` are never serialised (a copy rebuilt with
+    ``from_dict`` or unpickled reads the key from the environment again). Each
+    batch method is ONE call of the core client, whatever ``embed_batch_size``
+    says; ``num_workers`` is not used. See ``docs/llama_index.md``.
     """
 
-    model_name: str = Field(
-        default=FLASH,
-        description="The model: tongyi-embedding-vision-flash (768 dimensions) or -plus (1152).",
-    )
+    model_name: str = Field(default=FLASH, description="flash (768 dimensions) or plus (1152).")
     api_key: SecretStr | None = Field(
-        default=None,
-        exclude=True,
-        repr=False,
-        description="API key; read from the environment when not given. Never serialised.",
+        default=None, exclude=True, repr=False, description="API key; never serialised."
     )
-    base_url: str | None = Field(
-        default=None, description="Service base URL; the dialect's default when not given."
-    )
+    base_url: str | None = Field(default=None, description="Service root; the dialect's own.")
     dialect: Literal["openai", "dashscope"] | None = Field(
-        default=None,
-        description="'openai' (EmpirioLabs gateway, default) or 'dashscope' (Alibaba native).",
+        default=None, description="'openai' (EmpirioLabs gateway, default) or 'dashscope'."
     )
-    dimension: int | None = Field(
-        default=None,
-        description="Vector size; only the dashscope dialect accepts a non-default one.",
-    )
+    dimension: int | None = Field(default=None, description="Vector size (dashscope only).")
     max_retries: int = Field(default=3, ge=0, description="Retries of a failed request.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per request.")
     max_concurrency: int = Field(default=8, ge=1, description="Requests in flight at most.")
-    auto_fit: bool = Field(
-        default=True,
-        description="Re-encode local images over 3 MB or in other formats (needs Pillow).",
-    )
+    auto_fit: bool = Field(default=True, description="Re-encode images that break the limits.")
     default_headers: dict[str, str] | None = Field(
-        default=None,
-        exclude=True,
-        repr=False,
-        description="Extra HTTP headers for every request. Never serialised.",
+        default=None, exclude=True, repr=False, description="Extra headers; never serialised."
     )
 
     _client: Client = PrivateAttr()
@@ -124,39 +91,42 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         http_async_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> None:
-        """Build the core clients, which resolve the settings, and show what they resolved.
+        """Check the fields, build the core clients (which resolve the settings once: argument,
+        environment, default), and show what they resolved.
 
         ``http_client`` / ``http_async_client`` replace the connections the
         clients would open (for proxies, custom TLS, or tests); they are used as
         given and not closed by :meth:`close`.
         """
-        if isinstance(api_key, SecretStr):
-            api_key = api_key.get_secret_value()
-        client = Client(
-            api_key,
+        fields: dict[str, Any] = {
+            "model_name": model_name or FLASH,
+            "api_key": SecretStr(api_key) if isinstance(api_key, str) else api_key,
+            "base_url": base_url,
+            "dialect": dialect,
+            "dimension": dimension,
+        }
+        super().__init__(**fields, **kwargs)
+        self._client = Client(
+            self.api_key.get_secret_value() if self.api_key is not None else None,
             base_url=base_url,
             model=model_name,
             dialect=dialect,
             dimension=dimension,
-            **{
-                name: kwargs[name]
-                for name in ("timeout", "max_retries", "max_concurrency", "auto_fit")
-                if name in kwargs
-            },
-            default_headers=kwargs.get("default_headers"),
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            max_concurrency=self.max_concurrency,
+            auto_fit=self.auto_fit,
+            default_headers=self.default_headers,
             http_client=http_client,
         )
-        settings = client.settings
-        resolved: dict[str, Any] = {
-            "model_name": settings.model,
-            "api_key": SecretStr(settings.api_key.get()),
-            "base_url": settings.base_url,
-            "dialect": settings.dialect,
-            "dimension": dimension,
-        }
-        super().__init__(**resolved, **kwargs)
-        self._client = client
-        self._async_client = client.async_client(http_client=http_async_client)
+        self._async_client = self._client.async_client(http_client=http_async_client)
+        settings = self._client.settings
+        self.api_key = SecretStr(settings.api_key.get())
+        self.model_name, self.base_url, self.dialect = (
+            settings.model,
+            settings.base_url,
+            settings.dialect,
+        )
 
     @classmethod
     def class_name(cls) -> str:
@@ -175,38 +145,6 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
             "dimension": self._client.dimension,
         }
 
-    @property
-    def usage(self) -> Usage:
-        """Tokens, requests and cost summed over every call this instance has made."""
-        return self._client.usage + self._async_client.usage
-
-    def close(self) -> None:
-        """Close the connections this instance opened (not an ``http_client`` passed in).
-
-        That includes those of event loops that are not running, such as the one
-        LlamaIndex's ``use_async=True`` runs on in a script; from inside a
-        running loop, use :meth:`aclose`.
-        """
-        self._client.close()
-        self._async_client.close()
-
-    async def aclose(self) -> None:
-        """Close the sync connections and those of the running event loop."""
-        self._client.close()
-        await self._async_client.aclose()
-
-    def __enter__(self) -> TongyiVisionEmbedding:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> TongyiVisionEmbedding:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     def __getstate__(self) -> dict[Any, Any]:
         # Pickling (multiprocessing ingestion) must carry neither the key nor the
         # connections: the copy is rebuilt by __init__ and reads the key from the environment.
@@ -223,29 +161,23 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
 
     # --- single inputs: LlamaIndex's base class wraps these in its events ---
 
-    def _get_query_embedding(self, query: str) -> Embedding:
-        return self._client.embed([query]).vectors[0]
-
-    async def _aget_query_embedding(self, query: str) -> Embedding:
-        return (await self._async_client.embed([query])).vectors[0]
-
-    def _get_text_embedding(self, text: str) -> Embedding:
-        return self._client.embed([text]).vectors[0]
-
-    async def _aget_text_embedding(self, text: str) -> Embedding:
-        return (await self._async_client.embed([text])).vectors[0]
-
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return self._client.embed(texts).vectors
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return (await self._async_client.embed(texts)).vectors
 
-    def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
-        return self._client.embed([self._image(img_file_path)]).vectors[0]
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._get_text_embeddings([text])[0]
 
-    async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
-        return (await self._async_client.embed([self._image(img_file_path)])).vectors[0]
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return (await self._aget_text_embeddings([text]))[0]
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self._get_text_embeddings([query])[0]  # the model needs no query prefix
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return (await self._aget_text_embeddings([query]))[0]
 
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         return self._client.embed([self._image(i) for i in img_file_paths]).vectors
@@ -253,6 +185,12 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         parts = [self._image(i) for i in img_file_paths]
         return (await self._async_client.embed(parts)).vectors
+
+    def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
+        return self._get_image_embeddings([img_file_path])[0]
+
+    async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
+        return (await self._aget_image_embeddings([img_file_path]))[0]
 
     def _image(self, image: ImageType | os.PathLike[str] | bytes) -> Part:
         return image_input(image, auto_fit=self.auto_fit)
@@ -285,10 +223,12 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         with self._batch(texts, show_progress, "Generating embeddings") as batch:
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire()
-            if self.embeddings_cache is not None:
-                batch.vectors = self._get_text_embeddings_cached(texts)
-            else:
-                batch.vectors = self._client.embed(texts, progress=batch.progress).vectors
+            cache = self.embeddings_cache is not None
+            batch.vectors = (
+                self._get_text_embeddings_cached(texts)
+                if cache
+                else self._client.embed(texts, progress=batch.progress).vectors
+            )
         return batch.vectors
 
     @dispatcher.span
@@ -299,11 +239,12 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
         with self._batch(texts, show_progress, "Generating embeddings") as batch:
             if self.rate_limiter is not None:
                 await self.rate_limiter.async_acquire()
-            if self.embeddings_cache is not None:
-                batch.vectors = await self._aget_text_embeddings_cached(texts)
-            else:
-                result = await self._async_client.embed(texts, progress=batch.progress)
-                batch.vectors = result.vectors
+            cache = self.embeddings_cache is not None
+            batch.vectors = (
+                await self._aget_text_embeddings_cached(texts)
+                if cache
+                else (await self._async_client.embed(texts, progress=batch.progress)).vectors
+            )
         return batch.vectors
 
     def get_image_embedding_batch(
@@ -362,19 +303,17 @@ class TongyiVisionEmbedding(MultiModalEmbedding):
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
-        texts, images = _split_nodes(nodes)
-        show = bool(kwargs.get("show_progress", False))
-        text_vectors = self.get_text_embedding_batch([_text_of(n) for n in texts], show)
-        image_vectors = self.get_image_embedding_batch([i for _, i in images], show)
-        return _attach(nodes, texts, text_vectors, images, image_vectors)
+        texts, images, show = *_split_nodes(nodes), bool(kwargs.get("show_progress"))
+        vectors = self.get_text_embedding_batch([_text_of(n) for n in texts], show)
+        vectors += self.get_image_embedding_batch([i for _, i in images], show)
+        return _attach(nodes, texts + [n for n, _ in images], vectors)
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
-        texts, images = _split_nodes(nodes)
-        show = bool(kwargs.get("show_progress", False))
-        text_vectors = await self.aget_text_embedding_batch([_text_of(n) for n in texts], show)
-        image_vectors = await self.aget_image_embedding_batch([i for _, i in images], show)
-        return _attach(nodes, texts, text_vectors, images, image_vectors)
+        texts, images, show = *_split_nodes(nodes), bool(kwargs.get("show_progress"))
+        vectors = await self.aget_text_embedding_batch([_text_of(n) for n in texts], show)
+        vectors += await self.aget_image_embedding_batch([i for _, i in images], show)
+        return _attach(nodes, texts + [n for n, _ in images], vectors)
 
 
 class _Batch:
@@ -403,44 +342,25 @@ def _text_of(node: BaseNode) -> str:
 
 
 def _node_image(node: BaseNode) -> ImageType | None:
-    """What an image node or document shows, in a form the service takes; ``None`` for text.
-
-    A URL is passed on for the service to download (``resolve_image`` would fetch it here).
-    """
+    """What an image node shows, in a form the service takes (a URL is passed on for the
+    service to download); ``None`` for a text node."""
     if not isinstance(node, (ImageNode, ImageDocument)):
         return None
-    if node.image_path:
-        return node.image_path
-    if node.image_url:
-        return node.image_url
-    if node.image:
-        return io.BytesIO(base64.b64decode(node.image))
-    return None
+    inline = io.BytesIO(base64.b64decode(node.image)) if node.image else None
+    return node.image_path or node.image_url or inline
 
 
 def _split_nodes(
     nodes: Sequence[BaseNode],
 ) -> tuple[list[BaseNode], list[tuple[BaseNode, ImageType]]]:
-    texts: list[BaseNode] = []
-    images: list[tuple[BaseNode, ImageType]] = []
-    for node in nodes:
-        image = _node_image(node)
-        if image is None:
-            texts.append(node)
-        else:
-            images.append((node, image))
-    return texts, images
+    shown = [(node, _node_image(node)) for node in nodes]
+    texts = [node for node, image in shown if image is None]
+    return texts, [(node, image) for node, image in shown if image is not None]
 
 
 def _attach(
-    nodes: Sequence[BaseNode],
-    texts: list[BaseNode],
-    text_vectors: list[Embedding],
-    images: list[tuple[BaseNode, ImageType]],
-    image_vectors: list[Embedding],
+    nodes: Sequence[BaseNode], embedded: list[BaseNode], vectors: list[Embedding]
 ) -> Sequence[BaseNode]:
-    for node, vector in zip(texts, text_vectors, strict=True):
-        node.embedding = vector
-    for (node, _), vector in zip(images, image_vectors, strict=True):
+    for node, vector in zip(embedded, vectors, strict=True):
         node.embedding = vector
     return nodes

@@ -28,16 +28,8 @@ from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
 from ..engine.client import Client
-from ..media.catalogue import (
-    MediaFile,
-    MediaKind,
-    OnError,
-    PathInput,
-    SkippedFile,
-    Skips,
-    check_on_error,
-    scan,
-)
+from ..media import catalogue
+from ..media.catalogue import MediaFile, OnError, PathInput, SkippedFile, Skips
 from ..media.clips import DEFAULT_CLIP_SECONDS, VideoClip, clip_bounds, clip_metadata, iter_clips
 from ..media.decoding import DEFAULT_FRAMES
 from ..wire.errors import InputError
@@ -79,7 +71,7 @@ class VideoEmbedder(Protocol):
 class _MediaReader(BaseReader):
     """Paths to documents through the catalogue; subclasses say which kind and which documents."""
 
-    _kind: MediaKind = "image"
+    _kind: catalogue.MediaKind = "image"
     _warning: type[UserWarning] = SkippedFileWarning
 
     def __init__(
@@ -95,7 +87,7 @@ class _MediaReader(BaseReader):
         self.recursive = recursive
         self.glob = glob
         self.hidden = hidden
-        self.on_error: OnError = check_on_error(on_error)
+        self.on_error: OnError = catalogue.check_on_error(on_error)
         self.errors: list[SkippedFile] = []
 
     def lazy_load_data(
@@ -125,7 +117,7 @@ class _MediaReader(BaseReader):
             raise ValueError(f"{type(self).__name__} needs paths: a file, a folder or a glob")
         skips = Skips(self.on_error, self._warning, type(self).__name__)
         self.errors = skips.files
-        found = scan(
+        found = catalogue.scan(
             chosen,
             kinds=(self._kind,),
             pattern=self.glob,
@@ -253,7 +245,7 @@ class TongyiVideoReader(_MediaReader):
             the service itself always raise.
     """
 
-    _kind: MediaKind = "video"
+    _kind: catalogue.MediaKind = "video"
     _warning = SkippedVideoWarning
 
     def __init__(

@@ -44,7 +44,7 @@ from ..wire.formats import (
     sniff_video_format,
 )
 from . import imaging
-from .sources import file_uri, path_text
+from .sources import file_uri, path_text, read_head
 
 MediaKind = Literal["image", "video", "text"]
 OnError = Literal["warn", "raise", "ignore"]
@@ -130,7 +130,7 @@ class MediaFile:
 def scan(
     paths: PathInput | Iterable[PathInput],
     *,
-    kinds: Collection[MediaKind] = ("image", "video"),
+    kinds: Collection[str] = ("image", "video"),
     pattern: str = "*",
     recursive: bool = False,
     hidden: bool = False,
@@ -150,7 +150,7 @@ def scan(
     wildcard does not match a leading dot); ``verify`` reads PNGs to their end.
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    wanted = frozenset(kinds)
+    wanted = _kinds(kinds)
     for item in items:
         text = os.fspath(item)
         path = Path(text).expanduser()
@@ -175,11 +175,18 @@ def scan(
                 yield _identify(entry, wanted, False, report_others, verify)
 
 
-def inspect_bytes(data: bytes, name: str, kinds: Collection[MediaKind]) -> MediaFile | SkippedFile:
+def inspect_bytes(data: bytes, name: str, kinds: Collection[str]) -> MediaFile | SkippedFile:
     """What in-memory bytes are (a blob without a file): the record :func:`scan` would give."""
     return _classify(
-        Path(name), data[:HEAD_BYTES], len(data), frozenset(kinds), True, True, data, False
+        Path(name), data[:HEAD_BYTES], len(data), _kinds(kinds), True, True, data, False
     )
+
+
+def _kinds(kinds: Collection[str]) -> frozenset[MediaKind]:
+    unknown = set(kinds) - set(SUFFIXES)
+    if unknown or not kinds:
+        raise ValueError(f"kinds are 'image', 'video' and 'text', not {sorted(unknown) or kinds!r}")
+    return frozenset(kinds)  # type: ignore[arg-type]
 
 
 # --- finding files ---
@@ -270,12 +277,9 @@ def _identify(
     path: Path, wanted: frozenset[MediaKind], explicit: bool, report_others: bool, verify: bool
 ) -> MediaFile | SkippedFile:
     try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(HEAD_BYTES)
-    except OSError as exc:
-        reason = "broken link" if path.is_symlink() and not path.exists() else "cannot be read"
-        return _skipped(path, _unreadable(reason, exc))
+        size, head = read_head(path, "", empty=True)
+    except InputError as exc:
+        return _skipped(path, exc)
     return _classify(path, head, size, wanted, explicit, report_others, path, verify)
 
 

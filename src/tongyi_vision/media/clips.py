@@ -32,8 +32,9 @@ def clip_bounds(
     The last clip ends at ``duration``; one shorter than a second joins the clip
     before it, so no clip holds only a frame or two.
 
-    >>> clip_bounds(25.0, 10.0)
-    [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
+    Examples:
+        >>> clip_bounds(25.0, 10.0)
+        [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
     """
     if not clip_seconds > 0 or not math.isfinite(clip_seconds):
         raise InputError(f"clip_seconds must be a positive number of seconds, not {clip_seconds}")
@@ -130,9 +131,10 @@ def iter_clips(
     Only the headers are read here; each clip's frames are decoded when it is
     embedded, so iterating over the clips of a long video is cheap.
 
-    >>> [(c.start_seconds, c.end_seconds) for c in iter_clips("25s.mp4", 10)]
-    [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
-    >>> client.embed([clip.part() for clip in iter_clips("talk.mp4")])
+    Examples:
+        >>> [(c.start_seconds, c.end_seconds) for c in iter_clips("25s.mp4", 10)]
+        [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
+        >>> client.embed([clip.part() for clip in iter_clips("talk.mp4")])
     """
     if not 1 <= frames <= MAX_IMAGES_PER_GROUP:
         raise InputError(f"frames must be between 1 and {MAX_IMAGES_PER_GROUP}, not {frames}")

@@ -96,12 +96,17 @@ def path_from(value: str | os.PathLike[str]) -> Path:
     return Path(value)
 
 
-def read_head(path: Path, description: str) -> tuple[int, bytes]:
-    """The size and first bytes of a local file, or the typed error that says why not."""
+def read_head(path: Path, description: str, *, empty: bool = False) -> tuple[int, bytes]:
+    """The size and first bytes of a local file, or the typed error that says why not
+    (an empty file is one, :class:`EmptyInputError`, unless ``empty``)."""
     try:
         size = path.stat().st_size
         is_file = path.is_file()
     except FileNotFoundError as exc:
+        if path.is_symlink():
+            raise MediaNotFoundError(
+                "is a broken link: it points to a file that does not exist", part=description
+            ) from exc
         raise MediaNotFoundError("file not found; check the path", part=description) from exc
     except OSError as exc:
         raise MediaNotFoundError(
@@ -120,7 +125,7 @@ def read_head(path: Path, description: str) -> tuple[int, bytes]:
         raise MediaNotFoundError(
             f"cannot be read ({exc.strerror or exc})", part=description
         ) from exc
-    if size == 0:
+    if size == 0 and not empty:
         raise EmptyInputError("file is empty", part=description)
     return size, head
 

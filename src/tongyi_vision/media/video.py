@@ -20,21 +20,8 @@ from typing import Literal, get_args
 from ..wire.errors import InputError, MediaTooLargeError
 from ..wire.formats import HEAD_BYTES, VIDEO_MIME_TYPES
 from ..wire.limits import MAX_IMAGES_PER_GROUP, MAX_VIDEO_BYTES
-from . import decoding
+from . import decoding, sources
 from .prepared import DATA_URI_OVERHEAD, Content, Prepared, constant
-from .sources import (
-    base64_length,
-    data_uri,
-    decode_data_uri,
-    describe,
-    describe_path,
-    is_url,
-    path_from,
-    read_file,
-    read_head,
-    sniff_video,
-    time_fragment_of,
-)
 
 VideoStrategy = Literal["url", "data_uri", "frames"]
 VideoSource = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -48,7 +35,7 @@ _ALLOWED: dict[str, tuple[VideoStrategy, ...]] = {
     "bytes": ("frames", "data_uri"),
 }
 # Base64 of an 8-frame group at the per-frame budget of the frame sampler.
-_FRAME_HINT = base64_length(decoding.FRAME_MAX_BYTES) + DATA_URI_OVERHEAD
+_FRAME_HINT = sources.base64_length(decoding.FRAME_MAX_BYTES) + DATA_URI_OVERHEAD
 
 
 class Video:
@@ -106,7 +93,7 @@ class Video:
                 f"(the images that make one vector), not {frames}"
             )
         if isinstance(source, str) and source.startswith("file://"):
-            fragment_start, fragment_end = time_fragment_of(source)
+            fragment_start, fragment_end = sources.time_fragment_of(source)
             # Explicit arguments win over the reference's fragment.
             start = fragment_start if start is None else start
             end = fragment_end if end is None else end
@@ -125,7 +112,7 @@ class Video:
         if isinstance(self.source, bytes):
             what = f"<{len(self.source):,} bytes>"
         else:
-            what = describe(os.fspath(self.source))
+            what = sources.describe(os.fspath(self.source))
         options = [
             f"{name}={value!r}"
             for name, value in (
@@ -154,7 +141,7 @@ class Video:
         if isinstance(self.source, bytes):
             return "bytes"
         text = os.fspath(self.source)
-        if is_url(text):
+        if sources.is_url(text):
             return "url"
         if text.startswith("data:"):
             return "data"
@@ -184,9 +171,9 @@ class Video:
         if isinstance(self.source, bytes):
             return f"<{len(self.source):,} bytes of video>"
         text = os.fspath(self.source)
-        if text.startswith("data:") or is_url(text):
-            return describe(text)
-        return describe_path(text)
+        if text.startswith("data:") or sources.is_url(text):
+            return sources.describe(text)
+        return sources.describe_path(text)
 
     def prepare(self) -> Prepared:
         """Check the video and return how to load it; raises :class:`InputError` subclasses."""
@@ -215,21 +202,21 @@ class Video:
             size, head, key = len(data), data[:HEAD_BYTES], "v:" + hashlib.sha256(data).hexdigest()
             read = lambda: data  # noqa: E731
         else:
-            path = path_from(self.source)
-            size, head = read_head(path, description)
+            path = sources.path_from(self.source)
+            size, head = sources.read_head(path, description)
             key = "vd:" + _file_identity(path)
-            read = lambda: read_file(path, description)  # noqa: E731
-        mime = VIDEO_MIME_TYPES[sniff_video(head, size, description)]
+            read = lambda: sources.read_file(path, description)  # noqa: E731
+        mime = VIDEO_MIME_TYPES[sources.sniff_video(head, size, description)]
         _check_video_size(size, description)
 
         def load() -> Content:
             data = read()
             # The file may have grown since it was checked.
             _check_video_size(len(data), description)
-            return {"video": data_uri(mime, data)}
+            return {"video": sources.data_uri(mime, data)}
 
         return Prepared(
-            "video", key, description, base64_length(size) + DATA_URI_OVERHEAD, 0, 0, load
+            "video", key, description, sources.base64_length(size) + DATA_URI_OVERHEAD, 0, 0, load
         )
 
     def _prepare_frames(self, description: str) -> Prepared:
@@ -240,21 +227,23 @@ class Video:
             source = (
                 self.source
                 if isinstance(self.source, bytes)
-                else decode_data_uri(str(os.fspath(self.source)), description, medium="video")
+                else sources.decode_data_uri(
+                    str(os.fspath(self.source)), description, medium="video"
+                )
             )
-            sniff_video(source[:HEAD_BYTES], len(source), description)
+            sources.sniff_video(source[:HEAD_BYTES], len(source), description)
             identity = hashlib.sha256(source).hexdigest()
         else:
-            path = path_from(self.source)
-            size, head = read_head(path, description)
-            sniff_video(head, size, description)
+            path = sources.path_from(self.source)
+            size, head = sources.read_head(path, description)
+            sources.sniff_video(head, size, description)
             source, identity = str(path), _file_identity(path)
         start, end, count = self.start, self.end, self.frames
         key = f"vf:{identity}:{start}:{end}:{count}"
 
         def load() -> Content:
             frames = decoding.sample_frames(source, start=start, end=end, count=count)
-            return {"multi_images": [data_uri("image/jpeg", f.jpeg) for f in frames]}
+            return {"multi_images": [sources.data_uri("image/jpeg", f.jpeg) for f in frames]}
 
         return Prepared("multi_images", key, description, count * _FRAME_HINT, count, 0, load)
 
@@ -279,9 +268,9 @@ def _prepare_given_data_uri(uri: str, description: str) -> Prepared:
     """A caller's ``data:video/...`` URI: checked from its length and first bytes, sent as is."""
     payload = uri.partition(",")[2]
     # The first 88 base64 characters are 66 bytes: enough to sniff the container.
-    head = decode_data_uri(uri[: len(uri) - len(payload) + 88], description, medium="video")
+    head = sources.decode_data_uri(uri[: len(uri) - len(payload) + 88], description, medium="video")
     size = len(payload) * 3 // 4
     _check_video_size(size, description)
-    sniff_video(head, size, description)
+    sources.sniff_video(head, size, description)
     key = "v:" + hashlib.sha256(uri.encode()).hexdigest()
     return constant("video", key, description, {"video": uri})

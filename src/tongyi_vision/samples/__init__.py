@@ -45,3 +45,16 @@ __all__ = [
     "write_sample_images",
     "write_sample_texts",
 ]
+
+for _name in (
+    "SampleImage",
+    "draw_image",
+    "draw_shape",
+    "generate_sample_video",
+    "image_bytes",
+    "preferred_codec",
+    "sample_image",
+    "write_sample_images",
+    "write_sample_texts",
+):
+    globals()[_name].__module__ = __name__
