@@ -174,6 +174,10 @@ def test_a_glob_crosses_folders_with_double_star_never_through_links(tree: Path)
     assert files(list(scan(str(tree / "*.png"), kinds=("image",)))) == ["a.png", "b.png"]
 
 
+def test_a_trailing_double_star_takes_the_files_of_every_folder(tree: Path) -> None:
+    assert files(list(scan(str(tree / "**"), kinds=("image",)))) == ["a.png", "b.png", "c.png"]
+
+
 def test_a_pattern_that_matches_nothing_is_reported(tree: Path) -> None:
     (record,) = list(scan(str(tree / "*.webp"), kinds=("image",)))
     assert isinstance(record, SkippedFile) and "no file matches this pattern" in str(record)

@@ -241,7 +241,7 @@ class HandlerBug(Exception):
     """Stands for a bug below the client: it must surface as it is, not hang the call."""
 
 
-def test_an_unexpected_exception_in_a_worker_surfaces_and_frees_the_slots(
+def test_an_unexpected_exception_in_a_worker_surfaces_and_frees_the_permits(
     make_client: MakeClient,
 ) -> None:
     service = FakeService()
@@ -279,7 +279,9 @@ async def test_an_unexpected_exception_in_an_async_worker_surfaces(
     assert (await client.embed(["after"])).vectors == [text_vector("after")]
 
 
-async def test_cancelling_an_async_call_frees_its_slots(make_async_client: MakeAsyncClient) -> None:
+async def test_cancelling_an_async_call_frees_its_permits(
+    make_async_client: MakeAsyncClient,
+) -> None:
     entered = asyncio.Event()
     never = asyncio.Event()
 

@@ -94,7 +94,6 @@ class _BaseClient(Generic[HTTP]):
         self._usage_lock = threading.Lock()
         # What a twin of this client is made with: the resolved settings, the same options.
         self._options: dict[str, Any] = {
-            "api_key": self._settings.api_key.get(),
             "base_url": self._settings.base_url,
             "model": self._settings.model,
             "dialect": self._settings.dialect,
@@ -423,7 +422,8 @@ class Client(_BaseClient[httpx.Client]):
     def async_client(self, *, http_client: httpx.AsyncClient | None = None) -> AsyncClient:
         """An :class:`AsyncClient` with this client's settings and options (its own
         connections and permits), for code that needs both."""
-        return AsyncClient(**self._options, http_client=http_client)
+        key = self._settings.api_key.get()
+        return AsyncClient(key, **self._options, http_client=http_client)
 
     def embed_images(self, images: Iterable[Image | ImageSource], **options: Any) -> EmbedResult:
         """Embed images given as :class:`Image` or anything ``Image`` takes (paths, URLs, bytes)."""

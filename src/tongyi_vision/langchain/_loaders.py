@@ -33,6 +33,7 @@ from ..media.catalogue import (
 )
 from ..media.clips import DEFAULT_CLIP_SECONDS, clip_bounds, clip_metadata, iter_clips
 from ..media.decoding import DEFAULT_FRAMES
+from ..media.sources import read_file
 from ..wire.errors import InputError, MediaNotFoundError
 from ..wire.limits import MAX_IMAGES_PER_GROUP
 
@@ -124,7 +125,12 @@ class TongyiImageParser(BaseBlobParser):
         """The document of one image the catalogue found."""
         in_memory = blob is not None and blob.data is not None
         if self.as_data_uri or in_memory:
-            data = blob.as_bytes() if blob is not None and in_memory else image.path.read_bytes()
+            # The file may have gone since it was found: that is a MediaNotFoundError.
+            data = (
+                blob.as_bytes()
+                if blob is not None and in_memory
+                else read_file(image.path, image.text)
+            )
             content = f"data:{image.mime_type};base64,{base64.b64encode(data).decode('ascii')}"
         else:
             content = image.uri
@@ -179,7 +185,10 @@ class TongyiImageLoader(_CatalogueLoader):
         super().__init__(path, self.parser.skips, glob=glob, recursive=recursive)
 
     def _documents(self, file: MediaFile) -> Iterator[Document]:
-        yield self.parser.document(file, {"source": file.text})
+        try:
+            yield self.parser.document(file, {"source": file.text})
+        except InputError as exc:
+            self.skips(exc, file.text)
 
 
 class TongyiVideoParser(BaseBlobParser):

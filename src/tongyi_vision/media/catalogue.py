@@ -256,6 +256,8 @@ def _match(folder: Path, segments: tuple[str, ...], hidden: bool) -> Iterator[Pa
         if segment == "**":
             if _is_dir(child) and not entry.is_symlink():
                 yield from _match(child, segments, hidden)
+            elif not rest:
+                yield child  # a trailing ** matches the files of every folder too
         elif fnmatch.fnmatch(entry.name, segment):
             if not rest:
                 yield child

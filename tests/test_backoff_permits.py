@@ -1,4 +1,4 @@
-"""A request waiting out a backoff gives its slot back, and takes it back before new work."""
+"""A request waiting out a backoff gives its permit back, and takes it back before new work."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _throttle_first(text: str, seen: list[str]) -> httpx.Response | None:
     return None
 
 
-def test_sync_backoff_frees_the_slot_for_other_requests() -> None:
+def test_sync_backoff_frees_the_permit_for_other_requests() -> None:
     seen: list[str] = []
     c_answered = threading.Event()
 
@@ -48,7 +48,7 @@ def test_sync_backoff_frees_the_slot_for_other_requests() -> None:
         http_client=httpx.Client(transport=httpx.MockTransport(handler)),
     )
     ran_during_wait: list[bool] = []
-    # While "a" waits out its Retry-After, "c" can only run in the slot "a" gave back.
+    # While "a" waits out its Retry-After, "c" can only run in the permit "a" gave back.
     client._sleep = lambda seconds: ran_during_wait.append(c_answered.wait(timeout=5))
     with client:
         result = client.embed(["a", "bb", "ccc"])
@@ -57,7 +57,7 @@ def test_sync_backoff_frees_the_slot_for_other_requests() -> None:
     assert permits_of(client).in_flight == 0
 
 
-async def test_async_backoff_frees_the_slot_for_other_requests() -> None:
+async def test_async_backoff_frees_the_permit_for_other_requests() -> None:
     seen: list[str] = []
     c_answered = asyncio.Event()
 
