@@ -10,8 +10,7 @@ LangChain and LlamaIndex adapters live in :mod:`tongyi_vision.langchain` and
 :mod:`tongyi_vision.samples`.
 """
 
-import inspect
-
+from ._public import show_as_public
 from ._version import __version__
 from .engine.client import AsyncClient, Client
 from .engine.scheduler import OnInvalid
@@ -113,15 +112,4 @@ __all__ = [
     "scan",
 ]
 
-
-def _public(names: list[str], module: str) -> None:
-    """Show ``module`` as the home of the classes and functions in ``names`` (as httpx does),
-    so reprs, tracebacks and the API reference give the path users import from."""
-    namespace = globals()
-    for name in names:
-        value = namespace.get(name)
-        if isinstance(value, type) or inspect.isfunction(value):
-            value.__module__ = module
-
-
-_public(__all__, __name__)
+show_as_public(globals())

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = _command(
         commands,
         "demo",
+        run_demo,
         help="embed and search a generated sample set through LangChain and LlamaIndex",
         description="Generate sample images, texts and a video, index them through LangChain "
         "and LlamaIndex, and run text-to-image, image-to-image, text-to-text and text-to-video "
@@ -70,12 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the bundled emulator even when an API key is set",
     )
     demo.add_argument("--no-video", action="store_true", help="leave the sample video out")
-    _add_client_options(demo)
-    demo.set_defaults(handler=run_demo)
 
     embed = _command(
         commands,
         "embed",
+        run_embed,
         help="embed files and folders into a resumable JSONL index",
         description="Embed images, videos and text files (.txt, .md: long ones are split into "
         "chunks) into a JSONL index. Records are appended as each chunk finishes, so running "
@@ -107,12 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_CHUNK_SIZE})",
     )
     embed.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
-    _add_client_options(embed)
-    embed.set_defaults(handler=run_embed)
 
     search = _command(
         commands,
         "search",
+        run_search,
+        index_settings=True,
         help="search an index made by `embed` with a text or an image",
         description="Embed a query with the index's model and print the nearest items by "
         "cosine similarity.",
@@ -126,8 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-k", type=_positive_int, default=5, metavar="N", help="how many results (default 5)"
     )
     search.add_argument("--json", action="store_true", help="print the results as JSON")
-    _add_client_options(search, model=False, dimension=False)
-    search.set_defaults(handler=run_search, check=check_search, subparser=search)
+    search.set_defaults(check=check_search, subparser=search)
 
     commands.add_parser(
         "serve",
@@ -137,8 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(commands: Any, name: str, *, help: str, description: str) -> argparse.ArgumentParser:
-    """A subcommand with the common epilog (exit codes, environment)."""
+def _command(
+    commands: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+    index_settings: bool = False,
+) -> argparse.ArgumentParser:
+    """A subcommand with its handler, the service options and the common epilog (exit codes,
+    environment); ``index_settings``: the model and vector size come from the index."""
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=help,
@@ -146,6 +154,8 @@ def _command(commands: Any, name: str, *, help: str, description: str) -> argpar
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_client_options(parser, model=not index_settings, dimension=not index_settings)
+    parser.set_defaults(handler=handler)
     return parser
 
 

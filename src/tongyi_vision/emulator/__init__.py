@@ -27,6 +27,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .._public import show_as_public
 from ._cli import build_parser, main
 from ._config import EmulatorConfig, require_server
 from ._faults import FAULT_HEADER, Fault, parse_fault_header
@@ -71,12 +72,4 @@ __all__ = [
     "running_emulator",
 ]
 
-for _name in (
-    "EmulatorConfig",
-    "Fault",
-    "build_parser",
-    "create_app",
-    "main",
-    "parse_fault_header",
-):
-    globals()[_name].__module__ = __name__
+show_as_public(globals())

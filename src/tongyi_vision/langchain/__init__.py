@@ -13,6 +13,7 @@ retrievers and chains keep working, now over images and video too.
 Needs the ``langchain`` extra: ``pip install 'tongyi-vision[langchain]'``.
 """
 
+from .._public import show_as_public
 from ..wire.errors import MissingDependencyError
 
 try:
@@ -40,5 +41,4 @@ __all__ = [
     "TongyiVisionEmbeddings",
 ]
 
-for _name in __all__:
-    globals()[_name].__module__ = __name__
+show_as_public(globals())

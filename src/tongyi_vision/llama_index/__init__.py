@@ -14,6 +14,7 @@ images then live in one vector space, so a text query finds images and an image
 finds texts. Needs the ``llama-index`` extra: ``pip install 'tongyi-vision[llama-index]'``.
 """
 
+from .._public import show_as_public
 from ..wire.errors import MissingDependencyError
 
 try:
@@ -43,11 +44,4 @@ __all__ = [
     "TongyiVisionEmbedding",
 ]
 
-for _name in (
-    "SkippedFileWarning",
-    "SkippedVideoWarning",
-    "TongyiImageReader",
-    "TongyiVideoReader",
-    "TongyiVisionEmbedding",
-):
-    globals()[_name].__module__ = __name__
+show_as_public(globals())

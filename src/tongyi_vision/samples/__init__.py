@@ -14,6 +14,7 @@ something is drawn::
     generate_sample_video("colours.mp4", seconds=12, segment_seconds=4)
 """
 
+from .._public import show_as_public
 from .images import (
     RGB,
     SAMPLE_IMAGES,
@@ -46,15 +47,4 @@ __all__ = [
     "write_sample_texts",
 ]
 
-for _name in (
-    "SampleImage",
-    "draw_image",
-    "draw_shape",
-    "generate_sample_video",
-    "image_bytes",
-    "preferred_codec",
-    "sample_image",
-    "write_sample_images",
-    "write_sample_texts",
-):
-    globals()[_name].__module__ = __name__
+show_as_public(globals())
