@@ -49,7 +49,9 @@ class RunningEmulator:
 
     def stats(self) -> dict[str, int]:
         """The emulator's counters (``GET /stats``): requests, billed parts and tokens, faults."""
-        response = httpx.get(self.base_url + "/stats", timeout=10)
+        # /stats asks for the key when the emulator has one; without one any key passes.
+        headers = {"Authorization": f"Bearer {self.api_key or 'any'}"}
+        response = httpx.get(self.base_url + "/stats", headers=headers, timeout=10)
         response.raise_for_status()
         data: dict[str, int] = response.json()
         return data
@@ -216,5 +218,7 @@ def _no_provider_keys(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRe
         "TONGYI_VISION_BASE_URL",
         "TONGYI_VISION_MODEL",
         "TONGYI_VISION_DIALECT",
+        # launch_emulator's processes inherit the environment: --api-key must be what decides.
+        "TONGYI_VISION_EMULATOR_API_KEY",
     ):
         monkeypatch.delenv(name, raising=False)

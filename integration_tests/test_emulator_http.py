@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,6 +137,19 @@ def test_health_and_stats(emulator: RunningEmulator) -> None:
     assert {"requests", "succeeded", "billed_parts", "billed_tokens", "in_flight"} <= set(stats)
 
 
+@pytest.mark.parametrize("header", [None, "Bearer wrong"])
+def test_stats_need_the_key(emulator: RunningEmulator, header: str | None) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    native_error(httpx.get(emulator.base_url + "/stats", headers=headers), 401, "InvalidApiKey")
+
+
+def test_stats_need_no_key_without_api_key_flag(
+    start_emulator: Callable[..., RunningEmulator],
+) -> None:
+    server = start_emulator(api_key="")
+    assert httpx.get(server.base_url + "/stats").json()["requests"] == 0
+
+
 # --- auth ---
 
 
@@ -186,6 +202,8 @@ BAD_CONTENTS: list[tuple[str, Callable[[Callable[..., bytes]], list[dict[str, An
      "InvalidParameter"),
     ("missing file", lambda m: [{"image": "http://media.test/nope.jpg"}], "InvalidURL"),
     ("escape root", lambda m: [{"image": "http://media.test/../../etc/passwd"}], "InvalidURL"),
+    ("nul in URL", lambda m: [{"image": "http://media.test/red%00.jpg"}], "InvalidURL"),
+    ("folder", lambda m: [{"image": "http://media.test/"}], "InvalidURL"),
 ]  # fmt: skip
 
 
@@ -260,6 +278,95 @@ def test_body_too_large(start_emulator: Callable[..., RunningEmulator]) -> None:
     headers = {"Authorization": f"Bearer {server.api_key}"}
     with httpx.Client(base_url=server.base_url, headers=headers) as http:
         native_error(native(http, [{"text": "a" * 3000}]), 413, "BadRequest.TooLarge")
+
+
+# --- connections ---
+
+# Every wait for the server to close a connection is bounded by this, well above the few
+# seconds its timeouts allow.
+CLOSE_BOUND = 15.0
+
+
+def connect(server: RunningEmulator) -> socket.socket:
+    url = httpx.URL(server.base_url)
+    assert url.host == "127.0.0.1"
+    assert url.port is not None
+    return socket.create_connection((url.host, url.port), timeout=CLOSE_BOUND)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """All the server sends until it closes the connection; fails the test if it keeps it
+    open for CLOSE_BOUND seconds."""
+    received = bytearray()
+    deadline = time.monotonic() + CLOSE_BOUND
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"the server kept the connection open for {CLOSE_BOUND} s")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            pytest.fail(f"the server kept the connection open for {CLOSE_BOUND} s")
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return bytes(received)
+
+
+def test_idle_and_unfinished_connections_are_closed(emulator: RunningEmulator) -> None:
+    # The default timeouts: one connection says nothing, one stops mid request line.
+    with connect(emulator) as idle, connect(emulator) as unfinished:
+        unfinished.sendall(b"GET /healthz HT")
+        assert read_until_closed(idle) == b""
+        answer = read_until_closed(unfinished)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b'"code":"RequestTimeOut"' in answer.replace(b" ", b"")
+
+
+def test_a_head_sent_a_byte_at_a_time_is_cut_off(
+    start_emulator: Callable[..., RunningEmulator],
+) -> None:
+    server = start_emulator("--header-timeout", "1")
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        deadline = time.monotonic() + CLOSE_BOUND
+        answer = b""
+        while time.monotonic() < deadline:
+            try:
+                sock.sendall(b"x")  # a header line that never ends
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            readable, _, _ = select.select([sock], [], [], 0.2)
+            if readable:
+                answer = read_until_closed(sock)
+                break
+        else:
+            pytest.fail(f"the server kept a dripping connection open for {CLOSE_BOUND} s")
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_keep_alive_ends(start_emulator: Callable[..., RunningEmulator]) -> None:
+    server = start_emulator("--keep-alive-timeout", "1")
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: e\r\n\r\n")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b'{"status":"ok"}')
+
+
+def test_an_oversized_head_is_refused(emulator: RunningEmulator) -> None:
+    with connect(emulator) as sock:
+        start = b"GET /healthz HTTP/1.1\r\nx-big: "
+        # Under the 64 KiB limit, then over it in one small send the server reads whole, so
+        # it closes with nothing of ours unread (which would reset the connection).
+        sock.sendall(start + b"a" * (63 * 1024))
+        sock.sendall(b"a" * 2048)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b'"code":"BadRequest.TooLarge"' in answer.replace(b" ", b"")
 
 
 def test_bad_fault_header(http: httpx.Client) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import math
+import os
 import random
+import stat
 import struct
 import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -20,6 +25,7 @@ from tongyi_vision.emulator import EmulatorConfig, create_app, parse_fault_heade
 from tongyi_vision.emulator._app import ConnectionDropped
 from tongyi_vision.emulator._config import parse_latency, parse_media_root, require_server
 from tongyi_vision.emulator._faults import Fault, LoadState
+from tongyi_vision.emulator._media import _read
 from tongyi_vision.emulator._vectors import (
     mean_vector,
     pixel_vector,
@@ -32,8 +38,10 @@ from tongyi_vision.wire.models import (
     NATIVE_PATH,
     OPENAI_PATH,
     NativeError,
+    NativeRequest,
     NativeResponse,
     OpenAIError,
+    OpenAIRequest,
     OpenAIResponse,
 )
 
@@ -315,11 +323,219 @@ async def test_injected_faults(http: httpx.AsyncClient) -> None:
     # Without a socket there is no connection to drop: the app says so instead.
     with pytest.raises(ConnectionDropped):
         await http.post(OPENAI_PATH, json=body, headers={**AUTH, "X-Emulator-Fault": "drop"})
-    stats = (await http.get("/stats")).json()
+    stats = (await http.get("/stats", headers=AUTH)).json()
     assert stats["throttled"] == 1
     assert stats["damaged"] == 2
     assert stats["dropped"] == 1
     assert stats["billed_parts"] == 0
+
+
+# --- /stats ---
+
+
+async def test_stats_needs_the_key_when_one_is_set(http: httpx.AsyncClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        refused = await http.get("/stats", headers=headers)
+        assert refused.status_code == 401
+        assert set(refused.json()) == {"code", "message", "request_id"}
+        assert NativeError.model_validate_json(refused.content).code == "InvalidApiKey"
+    allowed = await http.get("/stats", headers=AUTH)
+    assert allowed.status_code == 200
+    assert "billed_parts" in allowed.json()
+
+
+async def test_stats_need_no_key_when_none_is_set() -> None:
+    transport = httpx.ASGITransport(app=create_app(EmulatorConfig()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://e") as client:
+        response = await client.get("/stats")
+    assert response.status_code == 200
+    assert response.json()["requests"] == 0
+
+
+# --- counts checked before models are built ---
+
+MANY = 200_000
+
+
+def _no_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make building a request model fail the test: a count check must come first."""
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("a request model was built before the counts were checked")
+
+    for model in (OpenAIRequest, NativeRequest):
+        for name in ("model_validate", "model_validate_json"):
+            monkeypatch.setattr(model, name, refuse)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (OPENAI_PATH, {"model": FLASH, "input": ["a"] * MANY}, "input"),
+        (OPENAI_PATH, {"model": FLASH, "input": [{"type": "text", "text": "a"}] * MANY}, "input"),
+        (OPENAI_PATH, {"model": FLASH, "input": {"contents": [{"text": "a"}] * MANY}},
+         "input.contents"),
+        (NATIVE_PATH, {"model": FLASH, "input": {"contents": [{"text": "a"}] * MANY}},
+         "input.contents"),
+    ],
+    ids=["openai strings", "openai parts", "openai contents", "native"],
+)  # fmt: skip
+async def test_too_many_parts_are_refused_before_models_are_built(
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    body: dict[str, Any],
+    param: str,
+) -> None:
+    _no_models(monkeypatch)
+    response = await http.post(path, json=body, headers=AUTH)
+    assert response.status_code == 400
+    message = f"{MANY} contents in one request; at most 20 are allowed"
+    if path == OPENAI_PATH:
+        error = OpenAIError.model_validate_json(response.content).error
+        assert (error.code, error.message, error.param) == ("InvalidParameter", message, param)
+    else:
+        native = NativeError.model_validate_json(response.content)
+        assert (native.code, native.message) == ("InvalidParameter", message)
+
+
+async def test_a_huge_group_is_refused_before_models_are_built(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_models(monkeypatch)
+    contents = [{"text": "a"}, {"multi_images": ["https://x.test/a.jpg"] * MANY}]
+    response = await http.post(
+        NATIVE_PATH, json={"model": FLASH, "input": {"contents": contents}}, headers=AUTH
+    )
+    assert response.status_code == 400
+    assert NativeError.model_validate_json(response.content).message == (
+        f"multi_images has {MANY} images; at most 8 are allowed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "invalid request body: Invalid JSON: key must be a string"),
+        (b"[" * 100_000, "invalid request body: Invalid JSON: recursion limit exceeded"),
+        (b"[]", "invalid request body: Input should be an object"),
+        (b'{"model": "m", "input": {"contents": 3}}', "invalid request body: input"),
+    ],
+)
+async def test_bodies_that_are_no_request(
+    http: httpx.AsyncClient, body: bytes, message: str
+) -> None:
+    for path in (OPENAI_PATH, NATIVE_PATH):
+        response = await http.post(path, content=body, headers=AUTH)
+        assert response.status_code == 400
+        text = (
+            response.json()["error"]["message"]
+            if path == OPENAI_PATH
+            else response.json()["message"]
+        )
+        assert text.startswith(message)
+
+
+# --- files under a media root ---
+
+
+@pytest.fixture
+async def media(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Path]]:
+    """A client of an app serving ``http://media.test/`` from a fresh folder, and the folder."""
+    app = create_app(EmulatorConfig.from_options(media_roots={"http://media.test/": tmp_path}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
+        yield client, tmp_path
+
+
+async def _media_errors(
+    client: httpx.AsyncClient, content: dict[str, Any]
+) -> list[tuple[int, str, str]]:
+    """(status, code, message) of the answers to ``content`` in both dialects."""
+    native = await client.post(
+        NATIVE_PATH, json={"model": FLASH, "input": {"contents": [content]}}, headers=AUTH
+    )
+    openai = await client.post(
+        OPENAI_PATH, json={"model": FLASH, "input": {"contents": [content]}}, headers=AUTH
+    )
+    parsed = NativeError.model_validate_json(native.content)
+    detail = OpenAIError.model_validate_json(openai.content).error
+    return [
+        (native.status_code, str(parsed.code), str(parsed.message)),
+        (openai.status_code, str(detail.code), str(detail.message)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://media.test/a%00.png", "http://media.test/%00", "http://media.test///[x/a.png"],
+    ids=["nul", "only nul", "bracket"],
+)
+async def test_unusable_file_names_are_invalid_urls(
+    media: tuple[httpx.AsyncClient, Path], url: str
+) -> None:
+    client, _ = media
+    for status, code, message in await _media_errors(client, {"image": url}):
+        assert (status, code) == (400, "InvalidURL")
+        assert message.startswith(f"URL {url} cannot be downloaded")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+async def test_a_fifo_is_not_read(media: tuple[httpx.AsyncClient, Path]) -> None:
+    client, folder = media
+    fifo = folder / "pipe.png"
+    os.mkfifo(fifo)
+    try:
+        answers = await asyncio.wait_for(
+            _media_errors(client, {"image": "http://media.test/pipe.png"}), 30
+        )
+    finally:
+        # Should a reader be stuck opening the FIFO, a writer's open sets it free.
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    for status, code, message in answers:
+        assert (status, code) == (400, "InvalidURL")
+        assert message.endswith("(not a regular file)")
+
+
+async def test_a_folder_is_not_a_file(media: tuple[httpx.AsyncClient, Path]) -> None:
+    client, folder = media
+    (folder / "album").mkdir()
+    for status, code, message in await _media_errors(client, {"image": "http://media.test/album"}):
+        assert (status, code) == (400, "InvalidURL")
+        assert message.endswith("(not a regular file)")
+
+
+@pytest.mark.parametrize(
+    ("kind", "limit"), [("image", 3 * 1024 * 1024), ("video", 10 * 1024 * 1024)]
+)
+async def test_an_oversized_file_is_refused_unread(
+    media: tuple[httpx.AsyncClient, Path], monkeypatch: pytest.MonkeyPatch, kind: str, limit: int
+) -> None:
+    client, folder = media
+    size = 600 * 1024 * 1024
+    with (folder / "huge.bin").open("wb") as file:
+        file.truncate(size)  # sparse: no disk space, no time
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("the whole file was read before its size was checked")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    content = {kind: "http://media.test/huge.bin"}
+    for status, code, message in await _media_errors(client, content):
+        assert (status, code) == (400, "InvalidParameter")
+        assert message == f"{kind} is {size:,} bytes, over the {limit:,}-byte limit"
+
+
+def test_a_file_that_grew_since_its_stat_is_read_one_byte_past_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "growing.png"
+    path.write_bytes(bytes(1000))
+    small = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, 10, 0, 0, 0))
+    monkeypatch.setattr(Path, "stat", lambda self, **kwargs: small)
+    data = _read(path, "http://media.test/growing.png", "image", 100, "input.contents[0]")
+    assert len(data) == 101
 
 
 @pytest.mark.parametrize(("module", "package"), [("starlette", "starlette"), ("PIL", "Pillow")])

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pydantic_core
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -35,7 +36,7 @@ from ..wire.models import (
 from ._config import EmulatorConfig
 from ._errors import ApiFault, bad_request, error_body
 from ._faults import FAULT_HEADER, Fault, LoadState
-from ._media import Embedded, Options, embed_contents
+from ._media import Embedded, Options, check_raw_counts, embed_contents
 
 # Bodies above this size are parsed and embedded on a worker thread, off the event loop.
 _INLINE_BODY_BYTES = 32 * 1024
@@ -130,6 +131,13 @@ class Emulator:
         return JSONResponse({"status": "ok"})
 
     async def stats(self, request: Request) -> Response:
+        # With a key configured the counters are the key holder's, like the embeddings; the
+        # answer belongs to neither dialect, so a refusal comes in the native error shape.
+        if self.config.api_key is not None:
+            try:
+                self._authenticate(request)
+            except ApiFault as problem:
+                return self._error("dashscope", problem, str(uuid.uuid4()))
         return JSONResponse({**self.load.stats.as_dict(), "in_flight": self.load.in_flight})
 
     async def openai(self, request: Request) -> Response:
@@ -243,8 +251,14 @@ class Emulator:
         return replace(answer, body=_dumps(answer.payload))
 
     def _openai_answer(self, body: bytes) -> _Answer:
+        parsed = _parse(body)
+        raw = parsed.get("input")
+        if isinstance(raw, dict):
+            check_raw_counts(raw.get("contents"), "input.contents")
+        else:
+            check_raw_counts(raw, "input")
         try:
-            request = OpenAIRequest.model_validate_json(body)
+            request = OpenAIRequest.model_validate(parsed)
             contents = request.contents()
         except (ValidationError, ValueError) as exc:
             raise bad_request(f"invalid request body: {_describe(exc)}") from exc
@@ -271,8 +285,11 @@ class Emulator:
         return _Answer(payload, len(items), tokens)
 
     def _native_answer(self, body: bytes, request_id: str) -> _Answer:
+        parsed = _parse(body)
+        raw = parsed.get("input")
+        check_raw_counts(raw.get("contents") if isinstance(raw, dict) else None, "input.contents")
         try:
-            request = NativeRequest.model_validate_json(body)
+            request = NativeRequest.model_validate(parsed)
         except ValidationError as exc:
             raise bad_request(f"invalid request body: {_describe(exc)}") from exc
         spec = _model(request.model)
@@ -379,6 +396,18 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
     )
     app.state.emulator = emulator
     return app
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    """The body as parsed JSON, which must be an object: the cheap checks look at it before
+    any model is built, and the models are validated from it, so it is parsed once."""
+    try:
+        data = pydantic_core.from_json(body)
+    except ValueError as exc:  # the message says what and where, as validation's would
+        raise bad_request(f"invalid request body: Invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise bad_request("invalid request body: Input should be an object")
+    return data
 
 
 def _model(name: str) -> ModelSpec:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..wire.errors import MissingDependencyError
 from ._config import EmulatorConfig, parse_latency, parse_media_root, require_server
+
+# Where the key may come from instead of --api-key: a flag is visible to every user in `ps`.
+API_KEY_VARIABLE = "TONGYI_VISION_EMULATOR_API_KEY"
 
 
 def _fraction(value: str) -> float:
@@ -25,6 +30,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be seconds > 0, not {value}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The emulator's command-line flags (documented in docs/emulator.md)."""
     parser = argparse.ArgumentParser(
@@ -38,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     add("--port", type=int, default=0, help="port to bind (default 0: a free port)")
-    add("--api-key", help="the only key accepted (default: any non-empty Bearer key)")
+    add(
+        "--api-key",
+        help=(
+            f"the only key accepted (default: ${API_KEY_VARIABLE} if set, which keeps the key "
+            "out of `ps`; else any non-empty Bearer key); the flag wins over the variable"
+        ),
+    )
     add(
         "--media-root",
         action="append",
@@ -86,6 +104,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=EmulatorConfig.max_body_bytes,
         help="answer 413 to larger request bodies",
     )
+    add(
+        "--keep-alive-timeout",
+        type=_seconds,
+        default=EmulatorConfig.keep_alive_timeout,
+        metavar="SECONDS",
+        help="close a connection idle this long between requests (default 5)",
+    )
+    add(
+        "--header-timeout",
+        type=_seconds,
+        default=EmulatorConfig.header_timeout,
+        metavar="SECONDS",
+        help=(
+            "close a connection whose request line and headers are not complete this long "
+            "after their first byte, or after connecting (default 5)"
+        ),
+    )
+    add(
+        "--max-header-bytes",
+        type=_positive_int,
+        default=EmulatorConfig.max_header_bytes,
+        help="answer 431 to a larger request line and headers (default 64 KiB)",
+    )
     add("--access-log", action="store_true", help="log every request to stderr")
     add(
         "--log-level",
@@ -96,30 +137,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> EmulatorConfig:
+    """The config the parsed flags describe. Without ``--api-key`` the key comes from
+    ``$TONGYI_VISION_EMULATOR_API_KEY`` in ``environ`` (default ``os.environ``), if set.
+    Raises ``ValueError`` for a bad value or combination."""
+    environ = os.environ if environ is None else environ
+    api_key = args.api_key
+    if api_key is None:
+        # An empty variable counts as unset, as it does for most tools.
+        api_key = environ.get(API_KEY_VARIABLE) or None
+        if api_key is not None and not api_key.strip():
+            raise ValueError(f"${API_KEY_VARIABLE} is blank: unset it to accept any key")
+    return EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        media_roots=tuple(args.media_root),
+        latency=args.latency,
+        max_concurrency=args.max_concurrency,
+        rpm=args.rpm,
+        rps=args.rps,
+        retry_after=args.retry_after,
+        fail_rate=args.fail_rate,
+        throttle_rate=args.throttle_rate,
+        drop_rate=args.drop_rate,
+        malformed_rate=args.malformed_rate,
+        usage_shape=args.usage_shape,
+        seed=args.seed,
+        max_body_bytes=args.max_body_bytes,
+        keep_alive_timeout=args.keep_alive_timeout,
+        header_timeout=args.header_timeout,
+        max_header_bytes=args.max_header_bytes,
+        access_log=args.access_log,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until SIGINT/SIGTERM; the first line printed is its base URL."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = EmulatorConfig(
-            host=args.host,
-            port=args.port,
-            api_key=args.api_key,
-            media_roots=tuple(args.media_root),
-            latency=args.latency,
-            max_concurrency=args.max_concurrency,
-            rpm=args.rpm,
-            rps=args.rps,
-            retry_after=args.retry_after,
-            fail_rate=args.fail_rate,
-            throttle_rate=args.throttle_rate,
-            drop_rate=args.drop_rate,
-            malformed_rate=args.malformed_rate,
-            usage_shape=args.usage_shape,
-            seed=args.seed,
-            max_body_bytes=args.max_body_bytes,
-            access_log=args.access_log,
-        )
+        config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -9,12 +9,23 @@ from pathlib import Path
 from typing import Literal, Union
 
 from ..wire.errors import MissingDependencyError
+from ..wire.limits import MAX_IMAGE_BYTES, MAX_IMAGES_PER_REQUEST
 
 UsageShape = Literal["new", "old"]
 MediaRoots = Union[Mapping[str, "str | Path"], Iterable[tuple[str, "str | Path"]], None]  # noqa: UP007
 
-# 8 images near the 3 MB limit, base64-encoded, plus room for the JSON around them.
-DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
+# 8 images at the 3 MB limit, base64-encoded (4 bytes per 3), plus room for the JSON around
+# them: 40 MiB. Larger bodies are refused before they are parsed.
+DEFAULT_MAX_BODY_BYTES = (
+    MAX_IMAGES_PER_REQUEST * math.ceil(MAX_IMAGE_BYTES / 3) * 4 + 8 * 1024 * 1024
+)
+# Seconds a connection may sit idle between requests, and may take to send a request's head
+# (request line and headers) from its first byte or, for a new connection, from connecting.
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+DEFAULT_HEADER_TIMEOUT = 5.0
+# A request head (request line and headers) larger than this is refused with 431; the
+# client's heads are well under 2 KiB.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 
 
 def require_server() -> None:
@@ -67,6 +78,9 @@ class EmulatorConfig:
     ``rps`` refuse requests beyond them with 429; the ``*_rate`` fields are
     the fraction of requests that get each random fault, reproducible for a
     given ``seed``. ``media_roots`` maps URL prefixes to local folders.
+    ``keep_alive_timeout`` closes a connection idle that long between requests,
+    ``header_timeout`` one whose request head is not in that long after its first
+    byte (or after connecting); ``max_header_bytes`` bounds a request head.
     """
 
     host: str = "127.0.0.1"
@@ -85,6 +99,9 @@ class EmulatorConfig:
     usage_shape: UsageShape = "new"
     seed: int = 0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     access_log: bool = False
 
     def __post_init__(self) -> None:
@@ -107,6 +124,12 @@ class EmulatorConfig:
             raise ValueError(f"usage_shape is 'new' or 'old', not {self.usage_shape!r}")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+        for name in ("keep_alive_timeout", "header_timeout"):
+            seconds = getattr(self, name)
+            if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+                raise ValueError(f"{name} must be seconds > 0, not {seconds!r}")
+        if self.max_header_bytes < 1024:
+            raise ValueError("max_header_bytes must be at least 1024")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535], not {self.port}")
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import os
+import stat
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,15 +72,27 @@ class Options:
     media_roots: tuple[tuple[str, Path], ...]
 
 
+def check_raw_counts(contents: object, where: str) -> None:
+    """The part and group counts of a request's contents as parsed JSON, before any model is
+    built from them: validating millions of tiny parts into models took seconds and over a
+    gigabyte only to be refused for their number. Anything that is not the expected shape is
+    left to validation to describe. Raises :class:`ApiFault`."""
+    if not isinstance(contents, list):
+        return
+    if len(contents) > MAX_PARTS_PER_REQUEST:
+        raise _too_many_parts(len(contents), where)
+    for index, content in enumerate(contents):
+        group = content.get("multi_images") if isinstance(content, dict) else None
+        if isinstance(group, list) and len(group) > MAX_IMAGES_PER_GROUP:
+            raise _too_big_a_group(len(group), f"{where}[{index}]")
+
+
 def check_counts(contents: Sequence[NativeContent], where: str) -> None:
     """The cheap, whole-request checks: parts, images, texts. Raises :class:`ApiFault`."""
     if not contents:
         raise bad_request("input is empty: send at least one content", param=where, empty=True)
     if len(contents) > MAX_PARTS_PER_REQUEST:
-        raise bad_request(
-            f"{len(contents)} contents in one request; at most {MAX_PARTS_PER_REQUEST} are allowed",
-            param=where,
-        )
+        raise _too_many_parts(len(contents), where)
     images = 0
     for index, content in enumerate(contents):
         param = f"{where}[{index}]"
@@ -97,10 +111,7 @@ def check_counts(contents: Sequence[NativeContent], where: str) -> None:
             if group == 0:
                 raise bad_request("multi_images is empty", param=param, empty=True)
             if group > MAX_IMAGES_PER_GROUP:
-                raise bad_request(
-                    f"multi_images has {group} images; at most {MAX_IMAGES_PER_GROUP} are allowed",
-                    param=param,
-                )
+                raise _too_big_a_group(group, param)
             images += group
     if images > MAX_IMAGES_PER_REQUEST:
         raise bad_request(
@@ -108,6 +119,20 @@ def check_counts(contents: Sequence[NativeContent], where: str) -> None:
             f"at most {MAX_IMAGES_PER_REQUEST} are allowed",
             param=where,
         )
+
+
+def _too_many_parts(count: int, where: str) -> ApiFault:
+    return bad_request(
+        f"{count} contents in one request; at most {MAX_PARTS_PER_REQUEST} are allowed",
+        param=where,
+    )
+
+
+def _too_big_a_group(count: int, param: str) -> ApiFault:
+    return bad_request(
+        f"multi_images has {count} images; at most {MAX_IMAGES_PER_GROUP} are allowed",
+        param=param,
+    )
 
 
 def embed_contents(
@@ -145,7 +170,7 @@ def _image(value: str, options: Options, param: str) -> tuple[_vectors.Vector, i
             return _vectors.url_vector("image", value, options.dimension), image_tokens_for_pixels(
                 *URL_IMAGE_SIZE
             )
-        data = _read(path, value, param)
+        data = _read(path, value, "image", MAX_IMAGE_BYTES, param)
     else:
         raise bad_request(
             "image must be an http(s) URL or a data:image/...;base64 URI "
@@ -185,7 +210,7 @@ def _video(value: str, options: Options, param: str) -> Embedded:
         if path is None:
             vector = _vectors.url_vector("video", value, options.dimension)
             return Embedded("video", vector, video_tokens=tokens, video_seconds=VIDEO_SECONDS)
-        data = _read(path, value, param)
+        data = _read(path, value, "video", MAX_VIDEO_BYTES, param)
     else:
         raise bad_request("video must be an http(s) URL", param=param)
     if len(data) > MAX_VIDEO_BYTES:
@@ -222,21 +247,57 @@ def _data_uri(value: str, medium: str, limit: int, param: str) -> bytes:
 def _local_path(url: str, roots: Sequence[tuple[str, Path]], param: str) -> Path | None:
     for prefix, directory in roots:
         if url.startswith(prefix):
-            relative = urllib.parse.unquote(urllib.parse.urlsplit(url[len(prefix) :]).path)
-            base = directory.resolve()
-            path = (base / relative.lstrip("/")).resolve()
+            try:
+                relative = urllib.parse.unquote(urllib.parse.urlsplit(url[len(prefix) :]).path)
+            except ValueError as exc:  # e.g. an unclosed "[" where a host would be
+                raise _cannot_download(url, param, "not a valid URL") from exc
+            # A NUL (%00) names no file; the path functions would raise ValueError for it.
+            if "\x00" in relative:
+                raise _cannot_download(url, param, "not a valid file name")
+            try:
+                base = directory.resolve()
+                path = (base / relative.lstrip("/")).resolve()
+            except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a name too long
+                raise _cannot_download(url, param, "not a valid file name") from exc
             if not path.is_relative_to(base):
-                raise ApiFault(
-                    400, f"URL {url} cannot be downloaded", code="InvalidURL", param=param
-                )
+                raise _cannot_download(url, param, "outside the mapped folder")
             return path
     return None
 
 
-def _read(path: Path, url: str, param: str) -> bytes:
+def _read(path: Path, url: str, medium: str, limit: int, param: str) -> bytes:
+    """The bytes of a mapped file: at most ``limit`` + 1 of them, so the caller's size check
+    still sees a file that grew. Looked at with stat before opening, since opening a FIFO
+    waits for a writer forever and a huge file would be read whole before its size was known.
+    """
     try:
-        return path.read_bytes()
+        info = path.stat()
+    except (OSError, ValueError) as exc:
+        raise _cannot_download(url, param, "not found") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise _cannot_download(url, param, "not a regular file")
+    if info.st_size > limit:
+        raise bad_request(
+            f"{medium} is {info.st_size:,} bytes, over the {limit:,}-byte limit", param=param
+        )
+    # Non-blocking and not following a final link: a file swapped for a FIFO or a link since
+    # the stat cannot hang the open or lead outside the folder. Neither flag exists on Windows,
+    # which needs O_BINARY instead (POSIX has no such flag).
+    flags = os.O_RDONLY
+    for name in ("O_NONBLOCK", "O_NOFOLLOW", "O_BINARY"):
+        flags |= getattr(os, name, 0)
+    try:
+        fd = os.open(path, flags)
     except OSError as exc:
-        raise ApiFault(
-            400, f"URL {url} cannot be downloaded (not found)", code="InvalidURL", param=param
-        ) from exc
+        raise _cannot_download(url, param, "not found") from exc
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise _cannot_download(url, param, "not a regular file")
+        try:
+            return file.read(limit + 1)
+        except OSError as exc:
+            raise _cannot_download(url, param, "unreadable") from exc
+
+
+def _cannot_download(url: str, param: str, why: str) -> ApiFault:
+    return ApiFault(400, f"URL {url} cannot be downloaded ({why})", code="InvalidURL", param=param)
