@@ -260,8 +260,10 @@ def test_data_uri_over_10_mb_is_refused_before_sending(tmp_path: Path, video: Pa
         handle.truncate(MAX_VIDEO_BYTES + 1)
     with pytest.raises(MediaTooLargeError, match="10 MB"):
         Video(big, strategy="data_uri").prepare()
-    # The same file is fine by frames: the size limit is the service's, for whole videos.
-    Video(big).prepare()
+    # By frames the size limit does not apply (it is the service's, for whole videos): this
+    # file, only a header and zeros, is refused for not decoding, not for its size.
+    with pytest.raises(CorruptMediaError):
+        Video(big).prepare()
     uri = "data:video/mp4;base64," + "A" * (MAX_VIDEO_BYTES * 4 // 3 + 8)
     with pytest.raises(MediaTooLargeError):
         Video(uri).prepare()
@@ -339,11 +341,11 @@ def test_unknown_container_is_unsupported_before_decoding(tmp_path: Path) -> Non
         list(iter_clips(notes))
 
 
-def test_corrupt_file_fails_at_load_with_a_typed_error(tmp_path: Path, video: Path) -> None:
+def test_a_corrupt_file_is_refused_before_any_request(tmp_path: Path, video: Path) -> None:
     broken = garbage_after_header(video, tmp_path / "broken.mp4")
-    prepared = Video(broken).prepare()  # the header looks right: checked cheaply
+    # The header looks right; one frame is decoded while the call is checked.
     with pytest.raises(CorruptMediaError, match="corrupt or truncated"):
-        prepared.load()
+        Video(broken).prepare()
     with pytest.raises(CorruptMediaError):
         probe_video(broken)
 
@@ -361,8 +363,9 @@ def test_truncated_matroska_keeps_the_clips_it_still_holds(tmp_path: Path, media
     clips = list(iter_clips(cut))
     assert len(clips) == 3  # the header still says 25 s
     assert len(jpegs(clips[0].part().prepare().load())) >= 1
+    # The lost clip is refused while the call is checked, before anything is sent.
     with pytest.raises(CorruptMediaError, match="no frame between 20 s and 25 s"):
-        clips[2].part().prepare().load()
+        clips[2].part().prepare()
 
 
 def test_a_file_without_video_stream_is_unsupported(tmp_path: Path) -> None:

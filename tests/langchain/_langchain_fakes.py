@@ -22,7 +22,7 @@ KINDS = {"text": 1.0, "image": 2.0, "video": 3.0, "multi_images": 4.0}
 def fingerprint(content: dict[str, Any]) -> float:
     """A number naming one part's content; the fake puts it second in the part's vector."""
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
-    return float(int.from_bytes(digest[:3], "big"))
+    return int.from_bytes(digest[:3], "big") / 1000.0  # within what an embedding may hold
 
 
 def vector_for(content: dict[str, Any], dimension: int = DIMENSION) -> list[float]:

@@ -21,7 +21,7 @@ KEY = "sk-llamaindex-unit-7f3a9c2e51"
 def part_vector(content: dict[str, Any], dimension: int = DIMENSION) -> list[float]:
     """The fake's vector for one part: a number derived from the part's content, then zeros."""
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
-    return [float(int.from_bytes(digest[:3], "big")), 1.0] + [0.0] * (dimension - 2)
+    return [int.from_bytes(digest[:3], "big") / 1000.0, 1.0] + [0.0] * (dimension - 2)
 
 
 @dataclass

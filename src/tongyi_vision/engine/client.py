@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
@@ -16,7 +17,7 @@ from typing_extensions import Self
 
 from .._version import __version__
 from ..media.image import Image, ImageSource, MultiImage
-from ..media.parts import Part, prepare_part
+from ..media.parts import Part, parts_digest, prepare_part
 from ..media.video import Video
 from ..wire.dialects import path_for
 from ..wire.errors import ConfigurationError, InputError, PartialResult, TongyiVisionError
@@ -28,6 +29,7 @@ from .permits import AsyncPermits, ThreadPermits
 from .planner import Limits, Plan, dedupe, pack
 from .progress import ProgressBar, ProgressCallback
 from .scheduler import Call, OnInvalid, RequestSettings, RetryPolicy
+from .transport import ACCEPT_ENCODING, apost, attempt_seconds, deadline, open_sync, post
 
 HTTP = TypeVar("HTTP", httpx.Client, httpx.AsyncClient)
 
@@ -70,7 +72,8 @@ class _BaseClient(Generic[HTTP]):
                 f"max_parts_per_request is at most {MAX_PARTS_PER_REQUEST}, the service's limit"
             )
         _check_callback(progress)
-        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.timeout = _timeout(timeout)
+        self._attempt_seconds = attempt_seconds(self.timeout)
         self.max_retries = max_retries
         self.max_concurrency = max_concurrency
         self.auto_fit = auto_fit
@@ -83,8 +86,10 @@ class _BaseClient(Generic[HTTP]):
             "User-Agent": f"tongyi-vision/{__version__}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # encodings the client decodes itself, under a cap (see engine/transport.py)
+            "Accept-Encoding": ACCEPT_ENCODING,
             # the client's own Authorization wins, whatever the case of a caller's header
-            **{k: v for k, v in (default_headers or {}).items() if k.lower() != "authorization"},
+            **_checked_headers(default_headers),
             "Authorization": f"Bearer {self._settings.api_key.get()}",
         }
         self._http_limits = httpx.Limits(
@@ -165,25 +170,28 @@ class _BaseClient(Generic[HTTP]):
 
     def _start(
         self,
-        parts: Sequence[Part],
+        given: Iterable[Part],
         resume: PartialResult | None,
         progress: ProgressCallback | None,
         on_invalid: OnInvalid,
     ) -> _Started:
         """Check every part (raising before any request), dedupe, plan, and set up the call."""
-        if isinstance(parts, (str, Image, Video, MultiImage)):
-            raise InputError(
-                "embed takes a list of parts; wrap a single part in a list: embed([part])"
-            )
+        parts = _listed(given)
         if on_invalid not in ("raise", "skip"):
             raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
         _check_callback(progress)
         known: list[Vector | None] = [None] * len(parts)
+        digest = parts_digest(parts)
         if resume is not None:
             if len(resume.vectors) != len(parts):
                 raise InputError(
                     f"resume holds {len(resume.vectors)} results but {len(parts)} parts were "
                     "given; pass the same parts as the failed call"
+                )
+            if resume.parts_digest is not None and resume.parts_digest != digest:
+                raise InputError(
+                    "resume holds the results of other parts (of the same number); pass the "
+                    "same parts, in the same order, as the call it came from"
                 )
             known = list(resume.vectors)
         prepared = []
@@ -214,7 +222,7 @@ class _BaseClient(Generic[HTTP]):
             parts_total=len(prepared),
             on_invalid=on_invalid,
         )
-        return _Started(call, known, refused, bar)
+        return _Started(call, known, refused, bar, digest)
 
     def _finish(self, started: _Started) -> EmbedResult | PartialResult:
         call = started.call
@@ -224,6 +232,7 @@ class _BaseClient(Generic[HTTP]):
         partial = call.partial(len(started.known), started.known)
         partial.usage = usage
         partial.errors = {**started.refused, **partial.errors}
+        partial.parts_digest = started.digest
         if call.error is not None:
             call.error.partial = partial
             raise call.error
@@ -267,8 +276,10 @@ class _Started:
         known: list[Vector | None],
         refused: dict[int, TongyiVisionError],
         bar: ProgressBar,
+        digest: str,
     ) -> None:
         self.call, self.known, self.refused, self.bar = call, known, refused, bar
+        self.digest = digest
 
     def workers(self, most: int) -> int:
         """How many workers the call needs: one per batch, up to ``most``."""
@@ -286,6 +297,18 @@ def _fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback | None:
             callback(event)
 
     return notify
+
+
+def _listed(parts: object) -> list[Part]:
+    """The parts of a call as a list: any iterable (a generator too) is taken whole first."""
+    if isinstance(parts, (str, bytes, Image, Video, MultiImage)):
+        raise InputError("embed takes a list of parts; wrap a single part in a list: embed([part])")
+    if parts is None or not isinstance(parts, Iterable):
+        raise InputError(
+            f"embed takes a list of parts (texts, Image, Video, MultiImage), "
+            f"not {type(parts).__name__}"
+        )
+    return list(parts)
 
 
 def _check_callback(callback: ProgressCallback | None) -> None:
@@ -313,17 +336,39 @@ def _full(result: EmbedResult | PartialResult) -> EmbedResult:
     return result
 
 
-def _detach(response: httpx.Response) -> httpx.Response:
-    """Break the cycle between a read response and its stream.
+def _timeout(value: object) -> httpx.Timeout:
+    """A timeout from seconds (a positive number, or ``None`` for none) or an ``httpx.Timeout``."""
+    if isinstance(value, httpx.Timeout):
+        return value
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9
+    ):
+        raise ConfigurationError(
+            f"timeout must be a positive number of seconds, None or an httpx.Timeout, not {value!r}"
+        )
+    return httpx.Timeout(value)
 
-    httpx binds a response's stream back to the response, so a finished
-    response (with its request, and so the whole request body) lives until the
-    garbage collector's next cycle. For a call over many images that held
-    tens of megabytes of sent bodies; detached, each body is freed as soon as
-    its request is done.
-    """
-    response.stream = httpx.ByteStream(response.content)
-    return response
+
+# A header name is a token; a value is visible ASCII, spaces and tabs (no newline, no NUL).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """A caller's headers, refused now (naming the header, never showing its value) if one
+    could not be sent; an ``Authorization`` of theirs gives way to the client's own."""
+    checked = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigurationError(f"default_headers: {name!r} is not a valid header name")
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            raise ConfigurationError(
+                f"default_headers: the value of {name!r} has a character no HTTP header can "
+                "carry (a newline, a NUL or a non-ASCII character); check where it came from"
+            )
+        if name.lower() != "authorization":
+            checked[name] = value
+    return checked
 
 
 class Client(_BaseClient[httpx.Client]):
@@ -354,7 +399,7 @@ class Client(_BaseClient[httpx.Client]):
 
     def _connect(self, http_client: httpx.Client | None) -> None:
         self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(timeout=self.timeout, limits=self._http_limits)
+        self._http = http_client or open_sync(self.timeout, self._http_limits)
         self._sleep: Callable[[float], None] = time.sleep
         # One set of permits for every call of this client: the concurrency limit is client-wide.
         self._permits = ThreadPermits(self.max_concurrency)
@@ -362,7 +407,7 @@ class Client(_BaseClient[httpx.Client]):
     @overload
     def embed(
         self,
-        parts: Sequence[Part],
+        parts: Iterable[Part],
         *,
         resume: PartialResult | None = None,
         progress: ProgressCallback | None = None,
@@ -372,7 +417,7 @@ class Client(_BaseClient[httpx.Client]):
     @overload
     def embed(
         self,
-        parts: Sequence[Part],
+        parts: Iterable[Part],
         *,
         resume: PartialResult | None = None,
         progress: ProgressCallback | None = None,
@@ -381,7 +426,7 @@ class Client(_BaseClient[httpx.Client]):
 
     def embed(
         self,
-        parts: Sequence[Part],
+        parts: Iterable[Part],
         *,
         resume: PartialResult | None = None,
         progress: ProgressCallback | None = None,
@@ -434,10 +479,10 @@ class Client(_BaseClient[httpx.Client]):
         return _full(self.embed(self._videos(videos), **options))
 
     def _send(self, body: bytes) -> httpx.Response:
-        response = self._http.post(
-            self._url, content=body, headers=self._headers, timeout=self.timeout
-        )
-        return _detach(response)
+        with deadline(self._attempt_seconds):
+            return post(
+                self._http, self._url, content=body, headers=self._headers, timeout=self.timeout
+            )
 
     def close(self) -> None:
         """Close the connections this client opened (not an ``http_client`` passed in)."""
@@ -486,7 +531,7 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
     @overload
     async def embed(
         self,
-        parts: Sequence[Part],
+        parts: Iterable[Part],
         *,
         resume: PartialResult | None = None,
         progress: ProgressCallback | None = None,
@@ -496,7 +541,7 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
     @overload
     async def embed(
         self,
-        parts: Sequence[Part],
+        parts: Iterable[Part],
         *,
         resume: PartialResult | None = None,
         progress: ProgressCallback | None = None,
@@ -505,7 +550,7 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
 
     async def embed(
         self,
-        parts: Sequence[Part],
+        parts: Iterable[Part],
         *,
         resume: PartialResult | None = None,
         progress: ProgressCallback | None = None,
@@ -519,10 +564,14 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
                 pool = await self._pool()
 
                 async def send(body: bytes) -> httpx.Response:
-                    response = await pool.http.post(
-                        self._url, content=body, headers=self._headers, timeout=self.timeout
+                    return await apost(
+                        pool.http,
+                        self._url,
+                        self._attempt_seconds,
+                        content=body,
+                        headers=self._headers,
+                        timeout=self.timeout,
                     )
-                    return _detach(response)
 
                 await run_on_tasks(started.call, pool.permits, send, self._sleep, workers)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
@@ -11,6 +12,9 @@ from ..wire.errors import ConfigurationError
 from ..wire.limits import DEFAULT_MODEL, MODELS, base_model
 
 DialectName = Literal["openai", "dashscope"]
+
+# What a bearer token may hold: visible ASCII, nothing else (RFC 6750 is stricter still).
+_KEY = re.compile(r"[\x21-\x7e]+")
 
 DIALECT_DEFAULTS: dict[str, tuple[str, str]] = {
     # dialect: (environment variable of the key, default base URL)
@@ -86,6 +90,12 @@ def resolve_settings(
         raise ConfigurationError(
             f"no API key: set {key_env} or pass api_key=... "
             f"(the {chosen_dialect} dialect reads {key_env})"
+        )
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        # Never echo it: the message names the variable, not the value.
+        raise ConfigurationError(
+            f"the API key (from api_key=... or {key_env}) has a character no HTTP header can "
+            "carry (a space, a newline, a NUL or a non-ASCII character); check where it came from"
         )
     url = (base_url or env.get("TONGYI_VISION_BASE_URL") or default_url).rstrip("/")
     if not url.startswith(("http://", "https://")):

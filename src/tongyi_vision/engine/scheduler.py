@@ -48,6 +48,7 @@ from ..wire.errors import (
 from ..wire.results import ProgressEvent, Usage, Vector
 from .permits import Verdict
 from .planner import Batch, Plan, split
+from .transport import AnswerTooLarge
 
 logger = logging.getLogger("tongyi_vision")
 
@@ -212,9 +213,13 @@ class Call:
                 response = yield Send(body)
             except httpx.TimeoutException as exc:
                 error: APIError = APITimeoutError(
-                    f"request timed out ({type(exc).__name__}); raise timeout=... if this persists"
+                    f"request timed out ({type(exc).__name__}: "
+                    f"{self.settings.redact(str(exc)) or 'no answer in time'}); "
+                    "raise timeout=... if this persists"
                 )
                 error.__cause__ = exc
+            except AnswerTooLarge as exc:
+                error = APIResponseValidationError(str(exc))
             except httpx.HTTPError as exc:
                 # Connect and read errors, broken connections, undecodable bodies.
                 error = APIConnectionError(
@@ -274,7 +279,9 @@ class Call:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
     def _assess(self, batch: Batch, response: httpx.Response) -> Answer | APIError:
-        request_id = _request_id(response.headers)
+        # Whatever the server sends back may echo the key: every string of it is redacted.
+        redact = self.settings.redact
+        request_id = _redacted(_request_id(response.headers), redact)
         if response.is_success:
             try:
                 answer = parse_answer(
@@ -287,9 +294,10 @@ class Call:
                     request_id=request_id,
                 )
             except APIResponseValidationError as exc:
-                exc.message = self.settings.redact(exc.message)
+                exc.message = redact(exc.message)
                 exc.args = (exc.message,)
                 exc.status = response.status_code
+                exc.request_id = _redacted(exc.request_id, redact)
                 return exc
             self._count(Usage(requests=1))
             return answer
@@ -298,10 +306,10 @@ class Call:
         )
         cls = status_error_class(response.status_code, code)
         error = cls(
-            self.settings.redact(message),
+            redact(message),
             status=response.status_code,
-            code=code,
-            request_id=body_request_id or request_id,
+            code=_redacted(code, redact),
+            request_id=_redacted(body_request_id, redact) or request_id,
         )
         error.retry_after = parse_retry_after(response.headers)
         return error
@@ -395,6 +403,10 @@ def _retryable(error: APIError) -> bool:
         return True
     status = error.status or 0
     return status in RETRYABLE_STATUSES or status >= 500
+
+
+def _redacted(text: str | None, redact: Callable[[str], str]) -> str | None:
+    return None if text is None else redact(text)
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:

@@ -263,6 +263,14 @@ def probe_video(source: VideoSource) -> VideoInfo:
         )
 
 
+def check_range(source: VideoSource, *, start: float | None, end: float | None) -> None:
+    """Refuse a video (or a time range of it) from which no frame can be sampled, before any
+    request of the call: one frame of the range is decoded now, small. Sampling fails later
+    exactly when this does (a file cut short before the range, a corrupt stream), so such a
+    part is found here rather than after other requests of its call were sent."""
+    sample_frames(source, start=start, end=end, count=1, max_side=32)
+
+
 def sample_times(start: float, end: float, count: int) -> list[float]:
     """``count`` times spread evenly over ``[start, end]``: the middles of equal slices."""
     step = (end - start) / count

@@ -97,8 +97,7 @@ class Image:
         """Check the image and return how to load it; raises :class:`InputError` subclasses."""
         source = self.source
         if self._pil is not None:
-            data, fmt = imaging.encode_pil(self._pil)
-            return self._from_bytes(data, fmt, f"<PIL {self._pil.width}x{self._pil.height}>")
+            return self._from_pil(self._pil)
         if isinstance(source, bytes):
             return self._from_bytes(
                 source, sniff_image_format(source[:HEAD_BYTES]), f"<{len(source):,} bytes>"
@@ -107,14 +106,14 @@ class Image:
         if is_url(text):
             return constant("image", "i:" + text, describe(text), {"image": text})
         if text.startswith("data:"):
-            return self._fromdata_uri(text)
+            return self._from_data_uri(text)
         return self._from_path(path_from(text))
 
     def reference(self) -> str:
         """The image as the service takes it: its URL, or a data URI (loads the image)."""
         return str(self.prepare().load()["image"])
 
-    def _fromdata_uri(self, uri: str) -> Prepared:
+    def _from_data_uri(self, uri: str) -> Prepared:
         description = describe(uri)
         if not uri.startswith("data:image/"):
             raise UnsupportedMediaError(
@@ -127,7 +126,9 @@ class Image:
             and len(data) <= MAX_IMAGE_BYTES
             and uri.partition(";")[0] == "data:" + IMAGE_MIME_TYPES[fmt]
         ):
-            # Already in the service's form: send the caller's string unchanged.
+            # Already in the service's form: send the caller's string unchanged, once it is
+            # known to decode.
+            _check_decodes(data, fmt, description)
             key = "i:" + hashlib.sha256(uri.encode()).hexdigest()
             return constant("image", key, description, {"image": uri})
         # A mislabelled type, another format or too large: re-encode from the bytes.
@@ -162,8 +163,10 @@ class Image:
         read: Callable[[], bytes],
         source: bytes | Path,
     ) -> Prepared:
-        """An image sent as a data URI: as it is if the service takes it, else re-encoded."""
+        """An image sent as a data URI: as it is if the service takes it, else re-encoded.
+        Either way it is known to decode before any request of the call is sent."""
         if fmt in IMAGE_MIME_TYPES and size <= MAX_IMAGE_BYTES:
+            _check_decodes(source, fmt, description)
             mime = IMAGE_MIME_TYPES[fmt]
             return Prepared(
                 "image",
@@ -185,13 +188,29 @@ class Image:
             lambda: {"image": self._fit(read(), description)},
         )
 
+    def _from_pil(self, pil: PILImage) -> Prepared:
+        """A PIL image: checked for size now, encoded (PNG, or fitted) when its request is."""
+        description = f"<PIL {pil.width}x{pil.height}>"
+        imaging.check_pixels(pil.width, pil.height, description)
+
+        def load() -> Content:
+            data, _ = imaging.encode_pil(pil)
+            if len(data) <= MAX_IMAGE_BYTES:
+                return {"image": data_uri("image/png", data)}
+            return {"image": self._fit(data, description)}
+
+        # PIL images are mutable: the same object, not equal pixels, makes equal parts.
+        hint = base64_length(MAX_IMAGE_BYTES) + DATA_URI_OVERHEAD
+        return Prepared("image", f"pil:{id(pil)}", description, hint, 1, 0, load)
+
     def _check_fit(
         self, fmt: str | None, size: int, description: str, source: bytes | Path
     ) -> None:
         """Raise unless the image can be re-encoded to fit.
 
-        Pillow reads only the header here, so a file it cannot decode, or a
-        decompression bomb, is refused before any request is sent.
+        Pillow decodes it cheaply here (see :func:`imaging.image_size`), so a
+        file it cannot decode, or a decompression bomb, is refused before any
+        request is sent.
         """
         if fmt in IMAGE_MIME_TYPES:
             problem = f"is {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte (3 MB) limit"
@@ -209,12 +228,13 @@ class Image:
                 part=description,
             )
         try:
-            imaging.image_size(source, description=description)
+            imaging.image_size(source, description=description, verify=True)
         except CorruptMediaError as exc:
-            if fmt is None:
+            if fmt is None or fmt in ("heif", "avif"):
                 raise UnsupportedMediaError(
-                    "is not an image in a format Pillow can read; the service takes JPEG, "
-                    "PNG or BMP",
+                    f"is {'not an image in a format' if fmt is None else fmt.upper()} "
+                    "this Pillow can read; the service takes JPEG, PNG or BMP: convert it"
+                    + (" (or install a Pillow plugin for it)" if fmt else ""),
                     part=description,
                 ) from exc
             raise
@@ -222,6 +242,15 @@ class Image:
     def _fit(self, data: bytes, description: str) -> str:
         fitted, fmt = imaging.fit_image(data, max_bytes=MAX_IMAGE_BYTES, description=description)
         return data_uri(IMAGE_MIME_TYPES[fmt], fitted)
+
+
+def _check_decodes(source: bytes | Path, fmt: str, description: str) -> None:
+    """Refuse a JPEG, PNG or BMP that is cut short or corrupt, or claims too many pixels:
+    decoded cheaply with Pillow, or its bytes' structure checked without it."""
+    if imaging.pillow_available():
+        imaging.image_size(source, description=description, verify=True)
+    else:
+        imaging.check_structure(source, fmt, description)
 
 
 def is_pil(value: object) -> bool:

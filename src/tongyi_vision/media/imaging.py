@@ -14,6 +14,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..wire.errors import CorruptMediaError, MissingDependencyError, UnsupportedMediaError
+from ..wire.formats import structure_problem
 from ..wire.limits import MAX_DECODE_PIXELS
 
 if TYPE_CHECKING:
@@ -58,15 +59,23 @@ def open_image(
         raise CorruptMediaError(
             f"cannot be decoded as an image ({exc}); check the file", part=description
         ) from exc
-    if image.width * image.height > MAX_DECODE_PIXELS:
+    try:
+        check_pixels(image.width, image.height, description)
+    except UnsupportedMediaError:
         image.close()
+        raise
+    return image
+
+
+def check_pixels(width: int, height: int, description: str) -> None:
+    """Refuse an image of more pixels than :data:`MAX_DECODE_PIXELS`."""
+    if width * height > MAX_DECODE_PIXELS:
         raise UnsupportedMediaError(
-            f"{image.width}x{image.height} pixels is over the {MAX_DECODE_PIXELS:,}-pixel "
-            "safety limit (a decompression bomb or a scan far larger than the model can use); "
+            f"{width}x{height} pixels is over the {MAX_DECODE_PIXELS:,}-pixel safety limit "
+            "(a decompression bomb or a scan far larger than the model can use); "
             "downscale it first",
             part=description,
         )
-    return image
 
 
 def image_size(
@@ -74,18 +83,47 @@ def image_size(
 ) -> tuple[int, int]:
     """Width and height from the header, behind the bomb guard of :func:`open_image`.
 
-    ``verify`` also reads a PNG to its end, so a truncated file is found now
-    rather than when its request is built.
+    ``verify`` also checks that the whole image decodes, cheaply (a PNG's chunks
+    are read to the end, a JPEG is decoded at an eighth of its size, other
+    formats are decoded), so a file cut short or corrupt is found now rather
+    than when its request is built, or by the service.
     """
     with open_image(source, description=description) as image:
+        width, height = int(image.width), int(image.height)
         if verify:
             try:
-                image.verify()
+                if image.format == "PNG":
+                    image.verify()
+                else:
+                    if image.format == "JPEG":
+                        image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # e.g. "palette images with transparency"
+                        image.load()
             except (OSError, SyntaxError, ValueError) as exc:
                 raise CorruptMediaError(
-                    f"cannot be decoded as an image ({exc}); check the file", part=description
+                    f"is {image.format or 'an image'} data cut short or corrupt ({exc}); "
+                    "check the file",
+                    part=description,
                 ) from exc
-        return int(image.width), int(image.height)
+        return width, height
+
+
+def check_structure(source: bytes | os.PathLike[str], fmt: str, description: str) -> None:
+    """Without Pillow: refuse a JPEG, PNG or BMP whose bytes end too early."""
+    if isinstance(source, bytes):
+        head, tail, size = source[:64], source[-4096:], len(source)
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(64)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - 4096))
+            tail = handle.read()
+    problem = structure_problem(fmt, head, tail, size)
+    if problem is not None:
+        raise CorruptMediaError(
+            f"is {fmt.upper()} that {problem}; check the file", part=description
+        )
 
 
 def fit_image(source: bytes | str, *, max_bytes: int, description: str) -> tuple[bytes, str]:

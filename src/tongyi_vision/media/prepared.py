@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..wire.errors import EmptyInputError, TextTooLongError
+from ..wire.errors import EmptyInputError, InputError, TextTooLongError
 from ..wire.limits import MAX_TEXT_TOKENS, estimate_text_tokens
 from .sources import describe
 
@@ -58,6 +58,15 @@ def prepare_text(text: str) -> Prepared:
     """Check a text part: not empty, and within the token limit by the estimate."""
     if not text.strip():
         raise EmptyInputError("text is empty; the service refuses empty input", part=describe(text))
+    try:
+        # as JSON: quotes and escapes included
+        size = len(json.dumps(text, ensure_ascii=False).encode())
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"has a lone surrogate ({text[exc.start]!r}) at position {exc.start}, which is not "
+            "text; decode the source with errors='replace' or drop the character",
+            part=describe(text),
+        ) from None
     tokens = estimate_text_tokens(text)
     if tokens > MAX_TEXT_TOKENS:
         raise TextTooLongError(
@@ -71,8 +80,7 @@ def prepare_text(text: str) -> Prepared:
         kind="text",
         key="t:" + text,
         description=describe(text),
-        # as JSON: quotes and escapes included
-        size_hint=len(json.dumps(text, ensure_ascii=False).encode()) + VALUE_OVERHEAD,
+        size_hint=size + VALUE_OVERHEAD,
         images=0,
         text_tokens=tokens,
         load=lambda: {"text": text},

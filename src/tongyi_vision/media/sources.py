@@ -41,11 +41,12 @@ def _has_surrogates(text: str) -> bool:
 
 
 def describe(value: str, limit: int = 48) -> str:
-    """A short, safe description of a value for error messages."""
+    """A short, safe description of a value for error messages (printable, even when the
+    value holds lone surrogates)."""
     if value.startswith("data:"):
         head = value.split(",", 1)[0]
         return f"{head},... ({len(value):,} chars)"
-    value = path_text(value)
+    value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return repr(value if len(value) <= limit else value[: limit - 3] + "...")
 
 

@@ -239,6 +239,7 @@ class Video:
             sources.sniff_video(head, size, description)
             source, identity = str(path), _file_identity(path)
         start, end, count = self.start, self.end, self.frames
+        decoding.check_range(source, start=start, end=end)
         key = f"vf:{identity}:{start}:{end}:{count}"
 
         def load() -> Content:

@@ -20,6 +20,9 @@ from .models import (
 )
 from .results import Usage, Vector
 
+# Embeddings are normalised (components well inside [-1, 1]); far beyond is a broken answer.
+MAX_COMPONENT = 1e6
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -79,10 +82,11 @@ def parse_answer(
             usage = native_usage(native.usage, text_tokens, has_media)
             request_id = native.request_id or request_id
     except (ValidationError, ValueError) as exc:
+        # Not chained: pydantic's error shows the offending input, which may echo the key.
         raise APIResponseValidationError(
             f"the answer is not a valid {dialect} embeddings response: {_first_error(exc)}",
             request_id=request_id,
-        ) from exc
+        ) from None
 
     vectors: list[Vector | None] = [None] * count
     for index, vector in items:
@@ -100,11 +104,19 @@ def parse_answer(
                 f"expected {expected or 'at least one'}",
                 request_id=request_id,
             )
-        if not all(map(math.isfinite, vector)):
+        floats = list(map(float, vector))  # JSON integers too: vectors are plain floats
+        if not all(map(math.isfinite, floats)):
             raise APIResponseValidationError(
                 f"the embedding at index {index} has a NaN or infinite value", request_id=request_id
             )
-        vectors[index] = vector
+        largest = max(map(abs, floats))
+        if largest == 0 or largest > MAX_COMPONENT:
+            what = "is all zeros" if largest == 0 else f"has a value of {largest:.3g}"
+            raise APIResponseValidationError(
+                f"the embedding at index {index} {what}, which no embedding has",
+                request_id=request_id,
+            )
+        vectors[index] = floats
     missing = [i for i, v in enumerate(vectors) if v is None]
     if missing:
         raise APIResponseValidationError(

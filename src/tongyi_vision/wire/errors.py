@@ -271,6 +271,8 @@ class PartialResult:
     usage: Usage = field(default_factory=Usage)
     errors: dict[int, TongyiVisionError] = field(default_factory=dict)
     """Why each refused part has no vector (only parts skipped with ``on_invalid="skip"``)."""
+    parts_digest: str | None = field(default=None, repr=False)
+    """Which parts these results belong to: ``resume`` refuses a partial of other parts."""
 
     @property
     def missing(self) -> list[int]:

@@ -9,9 +9,14 @@ emulator because the real service refuses what it does not know.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+
+# Answers are read strictly where being lenient would hide a broken server: a boolean is no
+# float, and no count of tokens is negative.
+Number = StrictFloat | StrictInt
+Count = Annotated[int, Field(ge=0)]
 
 
 class _Lenient(BaseModel):
@@ -80,7 +85,7 @@ class NativeRequest(_Strict):
 
 class NativeEmbedding(_Lenient):
     index: int
-    embedding: list[float]
+    embedding: list[Number]
     type: str | None = None
 
 
@@ -89,19 +94,19 @@ class NativeOutput(_Lenient):
 
 
 class InputTokensDetails(_Lenient):
-    text_tokens: int | None = None
-    image_tokens: int | None = None
+    text_tokens: Count | None = None
+    image_tokens: Count | None = None
 
 
 class NativeUsage(_Lenient):
     """Both shapes of native usage; see contract.md, "Usage: two shapes"."""
 
-    input_tokens: int | None = None
-    image_tokens: int | None = None
-    image_count: int | None = None
-    duration: float | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
+    input_tokens: Count | None = None
+    image_tokens: Count | None = None
+    image_count: Count | None = None
+    duration: Annotated[float, Field(ge=0)] | None = None
+    output_tokens: Count | None = None
+    total_tokens: Count | None = None
     input_tokens_details: InputTokensDetails | None = None
 
 
@@ -171,12 +176,12 @@ class OpenAIRequest(_Lenient):
 class OpenAIEmbedding(_Lenient):
     object: str = "embedding"
     index: int
-    embedding: list[float]
+    embedding: list[Number]
 
 
 class OpenAIUsage(_Lenient):
-    prompt_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: Count = 0
+    total_tokens: Count = 0
 
 
 class OpenAIResponse(_Lenient):
