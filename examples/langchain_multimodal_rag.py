@@ -59,7 +59,8 @@ def service() -> Iterator[TongyiVisionEmbeddings]:
     """Embeddings on the live API when a key is set, else on an in-process emulator."""
     if os.environ.get("EMPIRIOLABS_API_KEY") or os.environ.get("DASHSCOPE_API_KEY"):
         dialect = None if os.environ.get("EMPIRIOLABS_API_KEY") else "dashscope"
-        with TongyiVisionEmbeddings(dialect=dialect) as embeddings:
+        # The queries below are made here, not typed by users: let them name local files.
+        with TongyiVisionEmbeddings(dialect=dialect, read_query_files=True) as embeddings:
             print(f"Using the live API at {embeddings.base_url} ({embeddings.dialect} dialect).")
             yield embeddings
         return
@@ -67,7 +68,9 @@ def service() -> Iterator[TongyiVisionEmbeddings]:
 
     with running_emulator(api_key="example-key") as url:
         print(f"No API key set: using the local emulator at {url} (vectors are not semantic).")
-        with TongyiVisionEmbeddings(api_key="example-key", base_url=url) as embeddings:
+        with TongyiVisionEmbeddings(
+            api_key="example-key", base_url=url, read_query_files=True
+        ) as embeddings:
             yield embeddings
 
 

@@ -57,7 +57,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def embeddings(emulator: Any) -> AsyncIterator[TongyiVisionEmbeddings]:
-    model = TongyiVisionEmbeddings(api_key=emulator.api_key, base_url=emulator.base_url)
+    # These tests ask image questions through the text API (a file:// URI as the query),
+    # which reads a local file: the opt-in for query text that the application trusts.
+    model = TongyiVisionEmbeddings(
+        api_key=emulator.api_key, base_url=emulator.base_url, read_query_files=True
+    )
     yield model
     await model.aclose()
 

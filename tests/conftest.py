@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pytest_socket import disable_socket
 
+from tests._cli_fakes import fake  # noqa: F401  (a fixture of the CLI tests)
 from tests._core_fakes import CONFIG_VARS, KEY, AsyncSleeps, FakeService, Sleeps
 from tongyi_vision import AsyncClient, Client
 

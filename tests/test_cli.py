@@ -8,21 +8,18 @@ replaces with one wired to the fake.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import itertools
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests._cli_fakes import Fake, error, fake_vector, run
 from tongyi_vision import Client, cli
 from tongyi_vision.cli import app, common
 from tongyi_vision.cli.embed import Embedder
@@ -35,97 +32,12 @@ from tongyi_vision.wire.limits import estimate_text_tokens
 DIMENSION = 768
 
 
-def fake_vector(content: Any, dimension: int = DIMENSION) -> list[float]:
-    """A deterministic vector per part content: equal parts, equal vectors."""
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
-    return [(digest[i % 32] - 127.5) / 128 + (i % 7) / 100 for i in range(dimension)]
-
-
-@dataclass
-class Fake:
-    """The service in both dialects; ``fail`` may answer a request (by number) with an error."""
-
-    fail: Callable[[int, list[Any]], httpx.Response | None] | None = None
-    requests: int = 0
-    parts: list[Any] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        given = body["input"]
-        contents = [{"text": t} for t in given] if isinstance(given, list) else given["contents"]
-        with self.lock:
-            self.requests += 1
-            number = self.requests
-        if self.fail is not None:
-            refused = self.fail(number, contents)
-            if refused is not None:
-                return refused
-        with self.lock:
-            self.parts.extend(contents)
-            self.paths.append(request.url.path)
-        tokens = 5 * len(contents)
-        if request.url.path.endswith("/multimodal-embedding"):
-            dimension = body.get("parameters", {}).get("dimension", DIMENSION)
-            embeddings = [
-                {"index": i, "embedding": fake_vector(c, dimension), "type": "text"}
-                for i, c in enumerate(contents)
-            ]
-            native = {"input_tokens": tokens, "total_tokens": tokens}
-            return httpx.Response(
-                200,
-                json={"output": {"embeddings": embeddings}, "usage": native, "request_id": "r"},
-            )
-        data = [
-            {"object": "embedding", "index": i, "embedding": fake_vector(c)}
-            for i, c in enumerate(contents)
-        ]
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return httpx.Response(
-            200, json={"object": "list", "data": data, "model": body["model"], "usage": usage}
-        )
-
-
-def error(status: int, message: str = "refused", code: str = "InvalidParameter") -> httpx.Response:
-    return httpx.Response(
-        status, json={"error": {"message": message, "type": "error", "code": code, "param": None}}
-    )
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
-    """A fake service; every client the command makes talks to it."""
-    service = Fake()
-
-    def make(args: argparse.Namespace, **overrides: Any) -> Client:
-        settings = {
-            "model": getattr(args, "model", None),
-            "dialect": args.dialect,
-            "dimension": getattr(args, "dimension", None),
-            "max_concurrency": args.max_concurrency,
-            "max_retries": 0,
-            **overrides,
-        }
-        http = httpx.Client(transport=httpx.MockTransport(service.handler))
-        return Client(api_key="sk-test", http_client=http, **settings)
-
-    monkeypatch.setattr(common, "make_client", make)
-    return service
-
-
 @pytest.fixture
 def samples(tmp_path: Path) -> Path:
     folder = tmp_path / "media"
     write_sample_images(folder / "images", size=64)
     write_sample_texts(folder / "texts")
     return folder
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -616,7 +528,8 @@ def test_an_interrupt_request_stops_after_the_chunk_in_flight(
         return calls > 2
 
     with Client(api_key="sk", http_client=http) as client:
-        writer = IndexWriter(out, Header(client.model, 768, "openai"), new=True)
+        writer = IndexWriter(out)
+        writer.start(Header(client.model, 768, "openai"))
         run_ = Embedder(client, writer, chunk_size=5, should_stop=stop_after_two).embed(
             collected.items, None
         )
@@ -707,7 +620,8 @@ def test_search_uses_the_model_of_the_index(
 ) -> None:
     out = tmp_path / "index.jsonl"
     header = Header("tongyi-embedding-vision-plus", 1152, "openai")
-    writer = IndexWriter(out, header, new=True)
+    writer = IndexWriter(out)
+    writer.start(header)
     writer.append(
         [
             {

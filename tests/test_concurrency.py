@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 
 import httpx
@@ -245,12 +246,12 @@ def test_an_unexpected_exception_in_a_worker_surfaces_and_frees_the_permits(
     make_client: MakeClient,
 ) -> None:
     service = FakeService()
+    arrivals = itertools.count(1)  # next() is atomic: exactly one request is the third
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen = service(request)
-        if len(service.seen) == 3:
+        if next(arrivals) == 3:
             raise HandlerBug("boom")
-        return seen
+        return service(request)
 
     client = make_client(handler, max_concurrency=4, max_parts_per_request=1)
     with pytest.raises(HandlerBug):

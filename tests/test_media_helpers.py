@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from tests._core_fakes import image_bytes, png_bytes
-from tongyi_vision import CorruptMediaError, Image, MediaNotFoundError, Video, file_uri, media_part
+from tongyi_vision import (
+    CorruptMediaError,
+    EmptyInputError,
+    Image,
+    MediaNotFoundError,
+    UnsupportedMediaError,
+    Video,
+    file_uri,
+    media_part,
+)
 from tongyi_vision.media.imaging import fit_image, image_size
 from tongyi_vision.wire.formats import sniff_image_format, sniff_video_format
 from tongyi_vision.wire.limits import base_model, image_tokens_for_pixels, media_price
@@ -43,7 +52,15 @@ def test_file_uris_are_sniffed(tmp_path: Path) -> None:
 
     assert isinstance(media_part(file_uri(str(image))), Image)
     assert isinstance(media_part(file_uri(str(video))), Video)
-    assert media_part(file_uri(str(notes))) is None
+    # A reference to a file that is no medium is an error, not the letters of its name.
+    with pytest.raises(UnsupportedMediaError, match="neither an image nor a video"):
+        media_part(file_uri(str(notes)))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(EmptyInputError, match="empty file"):
+        media_part(file_uri(str(empty)))
+    # Without files, a file:// URI is text: nothing is read.
+    assert media_part(file_uri(str(image)), files=False) is None
 
 
 def test_a_missing_file_uri_is_an_error_not_text(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import typing
 
@@ -17,15 +18,18 @@ def test_progress_events_follow_the_call(make_client: MakeClient) -> None:
     service = FakeService(script={2: lambda seen: error_response(503)})
     events: list[ProgressEvent] = []
     client = make_client(service, max_parts_per_request=4, max_concurrency=1)
-    client.embed([f"t{i}" for i in range(10)] + ["t0"], progress=events.append)
+    result = client.embed([f"t{i}" for i in range(10)] + ["t0"], progress=events.append)
 
-    assert events == [
+    assert [dataclasses.replace(e, vectors={}) for e in events] == [
         ProgressEvent(parts_done=5, parts_total=11, requests_done=1, requests_total=3, retries=0),
         # the second request was refused once and retried
         ProgressEvent(parts_done=5, parts_total=11, requests_done=1, requests_total=3, retries=1),
         ProgressEvent(parts_done=9, parts_total=11, requests_done=2, requests_total=3, retries=1),
         ProgressEvent(parts_done=11, parts_total=11, requests_done=3, requests_total=3, retries=1),
     ]
+    # Each event carries what its request finished, by position (the duplicate "t0" too).
+    assert [sorted(e.vectors) for e in events] == [[0, 1, 2, 3, 10], [], [4, 5, 6, 7], [8, 9]]
+    assert all(result.vectors[i] == v for e in events for i, v in e.vectors.items())
 
 
 def test_client_and_call_progress_callbacks_both_hear(

@@ -6,10 +6,12 @@ import asyncio
 import base64
 import importlib
 import logging
+import os
 import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from tongyi_vision import (
     InputError,
     MediaNotFoundError,
     MissingDependencyError,
+    UnsupportedMediaError,
     file_uri,
 )
 from tongyi_vision.langchain import TongyiImageLoader, TongyiVisionEmbeddings
@@ -50,7 +53,6 @@ def test_embed_documents_sends_media_references_as_images_and_the_rest_as_text(
         file_uri(str(red)),
         str(red),  # a bare path is text: only URIs are media references
         data_uri(blue),
-        file_uri(str(notes)),  # a file:// URI of a non-media file stays text
     ]
 
     vectors = make_embeddings().embed_documents(texts)
@@ -60,10 +62,14 @@ def test_embed_documents_sends_media_references_as_images_and_the_rest_as_text(
         {"image": data_uri(red.read_bytes())},
         {"text": str(red)},
         {"image": data_uri(blue)},
-        {"text": file_uri(str(notes))},
     ]
     assert vectors == [vector_for(c) for c in expected_contents]
-    assert sorted(gateway.kinds) == ["image", "image", "text", "text", "text"]
+    assert sorted(gateway.kinds) == ["image", "image", "text", "text"]
+    # A file:// URI of a file that is no medium is refused, not embedded as its letters.
+    sent = len(gateway.requests)
+    with pytest.raises(UnsupportedMediaError, match="neither an image nor a video"):
+        make_embeddings().embed_documents(["fine", file_uri(str(notes))])
+    assert len(gateway.requests) == sent
 
 
 def test_media_references_can_be_turned_off(
@@ -88,7 +94,7 @@ def test_a_file_uri_of_a_missing_file_raises_before_any_request(
 def test_embed_query_returns_python_floats_and_takes_media_references(
     make_embeddings: Make, tmp_path: Path
 ) -> None:
-    embeddings = make_embeddings()
+    embeddings = make_embeddings(read_query_files=True)
     red = write_image(tmp_path / "red.png", RED)
 
     text_vector = embeddings.embed_query("a red square")
@@ -98,6 +104,29 @@ def test_embed_query_returns_python_floats_and_takes_media_references(
     assert all(type(x) is float for x in text_vector)
     assert text_vector == vector_for({"text": "a red square"})
     assert image_vector == vector_for({"image": data_uri(red.read_bytes())})
+
+
+def test_a_query_reads_no_file_unless_asked_to(
+    make_embeddings: Make, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    # Query text may come from a user: a file:// URI in it is text, and no file is opened.
+    red = write_image(tmp_path / "red.png", RED)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    embeddings = make_embeddings()
+    for query in (file_uri(str(red)), file_uri(str(fifo)), file_uri("/etc/passwd")):
+        assert embeddings.embed_query(query) == vector_for({"text": query})
+    assert gateway.kinds == ["text", "text", "text"]
+    # A data: URI needs no file: it is an image query either way.
+    assert embeddings.embed_query(data_uri(png_bytes(BLUE))) == vector_for(
+        {"image": data_uri(png_bytes(BLUE))}
+    )
+
+
+@pytest.mark.parametrize("given", ["a string", None, 42, [1, 2]])
+def test_embed_documents_takes_a_list_of_strings_only(make_embeddings: Make, given: Any) -> None:
+    with pytest.raises(InputError, match="takes"):
+        make_embeddings().embed_documents(given)
 
 
 def test_empty_inputs_send_nothing(make_embeddings: Make, gateway: FakeGateway) -> None:
@@ -159,7 +188,7 @@ async def test_aembed_documents_runs_its_requests_concurrently(
 async def test_aembed_documents_and_query_take_media_references(
     make_embeddings: Make, gateway: FakeGateway, tmp_path: Path
 ) -> None:
-    embeddings = make_embeddings()
+    embeddings = make_embeddings(read_query_files=True)
     uri = file_uri(str(write_image(tmp_path / "red.png", RED)))
     image = {"image": data_uri((tmp_path / "red.png").read_bytes())}
 
@@ -436,3 +465,11 @@ def test_without_langchain_core_the_import_names_the_extra(
 
     with pytest.raises(MissingDependencyError, match=r"tongyi-vision\[langchain\]"):
         importlib.import_module("tongyi_vision.langchain")
+
+
+def test_default_headers_are_neither_shown_nor_serialized(make_embeddings: Make) -> None:
+    token = "proxy-token-0123456789"
+    embeddings = make_embeddings(default_headers={"X-Proxy-Token": token})
+    assert token not in repr(embeddings)
+    assert token not in dumps(embeddings)
+    assert token not in str(dumpd(embeddings))

@@ -6,6 +6,7 @@ import base64
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.document_loaders import BaseLoader
@@ -258,3 +259,14 @@ def test_a_broken_link_is_reported_and_a_linked_folder_is_not_followed(tmp_path:
         documents = TongyiImageLoader(tmp_path, recursive=True).load()
 
     assert names(documents) == ["real.png"]
+
+
+@pytest.mark.parametrize("given", [None, 42, b"photos/"])
+def test_a_loader_of_no_path_is_a_typed_error(given: Any) -> None:
+    from tongyi_vision import InputError
+    from tongyi_vision.langchain import TongyiVideoLoader
+
+    with pytest.raises(InputError, match="takes a file, a folder"):
+        TongyiImageLoader(given)
+    with pytest.raises(InputError, match="takes a file, a folder"):
+        TongyiVideoLoader(given)

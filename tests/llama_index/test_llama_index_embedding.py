@@ -456,3 +456,17 @@ async def test_an_async_pipeline_embeds_image_nodes_as_images(
 
     assert nodes[0].embedding == part_vector({"image": data_uri(path.read_bytes())})
     assert nodes[1].embedding == part_vector({"text": "some words"})
+
+
+def test_an_image_node_with_bad_base64_is_a_typed_error_before_any_request(
+    make_embedding: MakeEmbedding, service: FakeService
+) -> None:
+    from llama_index.core.schema import ImageNode
+
+    from tongyi_vision import UnsupportedMediaError
+
+    node = ImageNode(image="this is not base64!", id_="broken")
+    with pytest.raises(UnsupportedMediaError, match="not valid base64") as caught:
+        make_embedding()([node])
+    assert "broken" in str(caught.value)
+    assert service.requests == []

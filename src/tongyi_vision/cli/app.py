@@ -282,3 +282,8 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except TongyiVisionError as exc:
         fail(str(exc))
         return EXIT_FAILED
+    except OSError as exc:
+        # A file system that failed under us (a disk gone, a read error): one line, no traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}; fix the cause and run the same command again")
+        return EXIT_FAILED

@@ -1,9 +1,11 @@
 """``tongyi-vision embed``: files and folders into a resumable index, chunk by chunk.
 
 Each chunk is one best-effort call of the core client (``on_invalid="skip"``
-unless ``--on-error stop``): the parts it refuses are reported and the rest are
-written to the index as soon as the call ends, so a re-run sends only what is
-new, changed or failed before.
+unless ``--on-error stop``): the parts it refuses are reported, and the vectors
+of each request are written to the index as soon as that request finishes
+(while the others of its chunk are still in flight), so a killed run loses at
+most what was in flight, and a re-run sends only what is new, changed or
+failed before.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,8 +158,11 @@ class Embedder:
                 continue
             items.append(item)
         base = self._done
+        saved: set[int] = set()
 
         def progress(event: ProgressEvent) -> None:
+            # Called as each request finishes, one at a time: its records reach the disk now.
+            self._save(items, event.vectors, saved)
             self.reporter.advanced(base + event.parts_done)
 
         errors: dict[int, TongyiVisionError] = {}
@@ -174,22 +179,26 @@ class Embedder:
         except APIError as exc:
             # Keep what the call finished before the failure stopped it.
             if exc.partial is not None:
-                self._save(items, exc.partial.vectors)
+                self._save(items, dict(enumerate(exc.partial.vectors)), saved)
             raise
-        self._save(items, vectors)
+        self._save(items, dict(enumerate(vectors)), saved)
+        self.reporter.advanced(self._done)
         for index, error in sorted(errors.items()):
             if isinstance(error, InputError):
                 self._refuse(items[index], error)
             else:
                 self._fail(items[index], error)
 
-    def _save(self, items: list[Item], vectors: Sequence[list[float] | None]) -> None:
-        done = [(item, v) for item, v in zip(items, vectors, strict=True) if v is not None]
-        self.writer.append([item_record(item, vector) for item, vector in done])
-        for item, _ in done:
-            self.run.embedded[item.kind] += 1
+    def _save(
+        self, items: list[Item], vectors: Mapping[int, list[float] | None], saved: set[int]
+    ) -> None:
+        """Write the records of the items at these positions that are not written yet."""
+        done = [(i, v) for i, v in vectors.items() if v is not None and i not in saved]
+        self.writer.append([item_record(items[i], vector) for i, vector in done])
+        for index, _ in done:
+            saved.add(index)
+            self.run.embedded[items[index].kind] += 1
         self._done += len(done)
-        self.reporter.advanced(self._done)
 
     def _refuse(self, item: Item, exc: InputError) -> None:
         """An item the client refused: skip it, or stop naming it in full."""
@@ -248,7 +257,19 @@ def graceful_interrupt() -> Iterator[Callable[[], bool]]:
 def run_embed(args: argparse.Namespace) -> int:
     """The ``embed`` command; returns its exit code."""
     out: Path = args.out
-    index = read_index(out) if out.exists() and out.stat().st_size > 0 else None
+    # The lock first: a second run on this index is refused before anything is read or sent.
+    writer = IndexWriter(out)
+    try:
+        return _embed_into(args, writer)
+    finally:
+        writer.close()
+
+
+def _embed_into(args: argparse.Namespace, writer: IndexWriter) -> int:
+    out: Path = args.out
+    index = None if writer.empty else read_index(out)
+    if index is not None:
+        _warn_skipped(index)
     model = args.model
     if index is not None:
         if model is None:
@@ -274,13 +295,16 @@ def run_embed(args: argparse.Namespace) -> int:
                 part=str(out),
             )
         clip_seconds = _clip_seconds(args.clip_seconds, index, out)
-        collected = collect_items(args.paths, clip_seconds=clip_seconds, on_error=args.on_error)
+        collected = collect_items(
+            args.paths, clip_seconds=clip_seconds, on_error=args.on_error, exclude=out
+        )
         reporter = ConsoleReporter(enabled=not args.no_progress)
         for failure in collected.failures:
             reporter.skipped(failure)
-        header = Header(client.model, dimension or 0, client.dialect, clip_seconds=clip_seconds)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        writer = IndexWriter(out, header, new=index is None)
+        if index is None:
+            writer.start(
+                Header(client.model, dimension or 0, client.dialect, clip_seconds=clip_seconds)
+            )
         with graceful_interrupt() as should_stop:
             embedder = Embedder(
                 client,
@@ -295,7 +319,6 @@ def run_embed(args: argparse.Namespace) -> int:
             finally:
                 # Also when a failure stops the run: say what the index holds and what it cost.
                 reporter.close()
-                writer.close()
                 run = embedder.run
                 failures = collected.failures + run.failures
                 _print_summary(out, run, failures, collected.ignored)
@@ -306,6 +329,12 @@ def run_embed(args: argparse.Namespace) -> int:
     if failures:
         return EXIT_INPUT if isinstance(failures[0].error, InputError) else EXIT_API
     return EXIT_OK
+
+
+def _warn_skipped(index: Index) -> None:
+    """Say which lines of an index were unreadable and left out (a re-run embeds them again)."""
+    for line in index.skipped:
+        print(f"warning: {index.path}: {line}; skipped", file=sys.stderr)
 
 
 def _clip_seconds(given: float | None, index: Index | None, out: Path) -> float:

@@ -24,6 +24,9 @@ from ..wire.errors import (
 )
 
 Kind = Literal["text", "image", "video"]
+# A text file larger than this is refused rather than read whole (a log, a dump, a link to
+# /dev/zero would otherwise eat the memory): split it first.
+MAX_TEXT_FILE_BYTES = 16 * 1024 * 1024
 OnError = Literal["skip", "stop"]
 
 
@@ -61,6 +64,7 @@ def collect_items(
     *,
     clip_seconds: float | None = None,
     on_error: OnError = "skip",
+    exclude: Path | None = None,
 ) -> Collected:
     """Find every image, video and text file under ``paths``, as items to embed.
 
@@ -68,7 +72,9 @@ def collect_items(
     files of other kinds inside folders are ignored (and listed), while a file
     named directly that is none of the three is an input error. A path that
     does not exist raises :class:`MediaNotFoundError` at once, whatever
-    ``on_error`` says: it is a typo, not a bad file.
+    ``on_error`` says: it is a typo, not a bad file. ``exclude`` (the index being
+    written) is passed over, so an index kept inside a folder it indexes never
+    indexes itself.
     """
     roots = [Path(p) for p in paths]
     for root in roots:
@@ -76,6 +82,8 @@ def collect_items(
             raise MediaNotFoundError("no such file or folder; check the path", part=str(root))
     collected = Collected()
     for record in scan(roots, kinds=("image", "video", "text"), recursive=True):
+        if exclude is not None and _same_file(Path(record.path), exclude):
+            continue
         if isinstance(record, SkippedFile):
             _failed(collected, record.path, record.error, on_error)
         elif record.kind is None:
@@ -86,6 +94,13 @@ def collect_items(
             except InputError as exc:
                 _failed(collected, record.text, exc, on_error)
     return collected
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
 
 
 def _failed(collected: Collected, where: str, error: InputError, on_error: OnError) -> None:
@@ -132,6 +147,12 @@ def _video_items(
 
 
 def _text_items(file: MediaFile, source: str) -> list[Item]:
+    if file.size > MAX_TEXT_FILE_BYTES:
+        raise UnsupportedMediaError(
+            f"is {file.size:,} bytes, over the {MAX_TEXT_FILE_BYTES:,}-byte limit for a text "
+            "file; split it into smaller files",
+            part=repr(file.text),
+        )
     try:
         data = file.path.read_bytes()
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from ..media.image import Image
@@ -28,6 +29,8 @@ def check_search(args: argparse.Namespace) -> str | None:
 def run_search(args: argparse.Namespace) -> int:
     """The ``search`` command; returns its exit code."""
     index = read_index(args.index)
+    for line in index.skipped:
+        print(f"warning: {index.path}: {line}; skipped", file=sys.stderr)
     if not index.records:
         raise InputError(
             "holds no items yet; add some with `tongyi-vision embed`", part=str(args.index)

@@ -323,7 +323,12 @@ class Call:
             self.usage = self.usage + answer.usage
             self.requests_done += 1
             self.parts_done += sum(len(self.plan.owners[unique]) for unique in batch.items)
-        self._notify(finished=True)
+        finished = {
+            index: list(vector)
+            for unique, vector in zip(batch.items, answer.vectors, strict=True)
+            for index in self.plan.owners[unique]
+        }
+        self._notify(finished=True, vectors=finished)
 
     def _refuse(self, batch: Batch, error: TongyiVisionError) -> Verdict:
         """A request the service (or the loading of a part) refused for its content: split it
@@ -360,7 +365,7 @@ class Call:
         with self._lock:
             self.usage = self.usage + usage
 
-    def _notify(self, *, finished: bool = False) -> None:
+    def _notify(self, *, finished: bool = False, vectors: dict[int, Vector] | None = None) -> None:
         """Tell the progress callback where the call stands; events arrive one at a time,
         in order, whichever worker sends them."""
         if self.progress is None:
@@ -377,6 +382,7 @@ class Call:
                     + self._running
                     - (1 if finished else 0),
                     retries=self.usage.retries,
+                    vectors=vectors or {},
                 )
             self.progress(event)
 

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from ..engine.client import AsyncClient, Client, ClientPair
 from ..media.parts import Part
-from ..media.references import image_input, text_or_media
+from ..media.references import image_input, strings, text_or_media
 from ..media.video import Video
 from ..wire.limits import FLASH
 
@@ -64,14 +64,22 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
     """Requests in flight at once, in threads (sync) or tasks (async)."""
     show_progress_bar: bool = False
     """Show a tqdm progress bar over the parts of each call."""
-    default_headers: dict[str, str] | None = None
-    """Extra HTTP headers sent with every request."""
+    default_headers: dict[str, str] | None = Field(default=None, exclude=True, repr=False)
+    """Extra HTTP headers sent with every request; never shown in a repr nor serialized (a
+    proxy's token is as secret as the key)."""
     http_client: httpx.Client | None = Field(default=None, exclude=True, repr=False)
     """An ``httpx.Client`` to send the sync requests with (proxies, certificates...)."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True, repr=False)
     """An ``httpx.AsyncClient`` for the async methods; the caller picks its event loop."""
     embed_media_references: bool = True
     """Embed ``file://`` and ``data:`` URIs of images and videos as media, not as text."""
+    read_query_files: bool = False
+    """Let :meth:`embed_query` read the local file a ``file://`` URI in the query names (an
+    image or video query through the text API). Off by default: query text often comes from
+    users, and reading it as a path would let them make the process read, probe or send
+    local files. ``data:`` URIs in queries are media either way, and documents (from the
+    loaders) always read their files; :meth:`embed_image` is the explicit way to query by a
+    picture."""
     auto_fit: bool = True
     """Re-encode local images that break the service's limits (size, format) with Pillow."""
 
@@ -134,19 +142,20 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed each string: text as text, media references as the image or video they name."""
-        return self._client.embed(self._parts(texts)).vectors
+        return self._client.embed(self._parts(texts, "embed_documents")).vectors
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed one query string (a media reference makes an image or video query)."""
-        return self.embed_documents([text])[0]
+        """Embed one query string: a ``data:`` URI makes an image or video query, and so does
+        a ``file://`` URI with ``read_query_files=True``; anything else is text."""
+        return self._client.embed(self._query(text)).vectors[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`; its requests run concurrently on the event loop."""
-        return (await self._async_client.embed(self._parts(texts))).vectors
+        return (await self._async_client.embed(self._parts(texts, "embed_documents"))).vectors
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
-        return (await self.aembed_documents([text]))[0]
+        return (await self._async_client.embed(self._query(text))).vectors[0]
 
     # --- images and videos ---
 
@@ -164,11 +173,11 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
 
     def embed_video(self, uris: list[str]) -> list[list[float]]:
         """Embed videos given as ``http(s)`` URLs, ``data:video/...`` URIs or local files."""
-        return self._client.embed([Video(uri) for uri in uris]).vectors
+        return self._client.embed(self._videos(uris)).vectors
 
     async def aembed_video(self, uris: list[str]) -> list[list[float]]:
         """Async :meth:`embed_video`."""
-        return (await self._async_client.embed([Video(uri) for uri in uris])).vectors
+        return (await self._async_client.embed(self._videos(uris))).vectors
 
     def __getstate__(self) -> dict[Any, Any]:
         raise TypeError(
@@ -176,10 +185,17 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
             "serialize it with langchain_core.load.dumps, or create one in the other process"
         )
 
-    def _parts(self, texts: list[str]) -> list[Part]:
+    def _parts(self, texts: object, method: str, *, files: bool = True) -> list[Part]:
+        listed = strings(texts, method)
         if not self.embed_media_references:
-            return list(texts)
-        return [text_or_media(text, auto_fit=self.auto_fit) for text in texts]
+            return list(listed)
+        return [text_or_media(text, auto_fit=self.auto_fit, files=files) for text in listed]
 
-    def _images(self, uris: list[str]) -> list[Part]:
-        return [image_input(uri, auto_fit=self.auto_fit) for uri in uris]
+    def _query(self, text: str) -> list[Part]:
+        return self._parts([text], "embed_query", files=self.read_query_files)
+
+    def _images(self, uris: object) -> list[Part]:
+        return [image_input(uri, auto_fit=self.auto_fit) for uri in strings(uris, "embed_image")]
+
+    def _videos(self, uris: object) -> list[Part]:
+        return [Video(uri) for uri in strings(uris, "embed_video")]

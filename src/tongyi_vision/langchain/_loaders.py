@@ -59,6 +59,15 @@ class _CatalogueLoader(BaseLoader):
         self, path: PathInput | Sequence[PathInput], skips: Skips, *, glob: str, recursive: bool
     ) -> None:
         self.skips = skips
+        if (
+            path is None
+            or isinstance(path, bytes)
+            or not isinstance(path, (str, os.PathLike, Sequence))
+        ):
+            raise InputError(
+                f"{type(self).__name__} takes a file, a folder, a glob pattern or a list of them, "
+                f"not {type(path).__name__}"
+            )
         self.paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         self.glob = glob
         self.recursive = recursive

@@ -5,6 +5,7 @@ framework plumbing only."""
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,7 @@ from ..engine.progress import ProgressBar
 from ..media.parts import Part
 from ..media.references import image_input
 from ..media.video import Video
+from ..wire.errors import UnsupportedMediaError
 from ..wire.limits import FLASH
 
 dispatcher = get_dispatcher(__name__)
@@ -346,8 +348,17 @@ def _node_image(node: BaseNode) -> ImageType | None:
     service to download); ``None`` for a text node."""
     if not isinstance(node, (ImageNode, ImageDocument)):
         return None
-    inline = io.BytesIO(base64.b64decode(node.image)) if node.image else None
-    return node.image_path or node.image_url or inline
+    if node.image_path or node.image_url:
+        return node.image_path or node.image_url
+    if not node.image:
+        return None
+    try:
+        return io.BytesIO(base64.b64decode(node.image, validate=True))
+    except (binascii.Error, ValueError):
+        raise UnsupportedMediaError(
+            "holds an image that is not valid base64; set image, image_path or image_url right",
+            part=f"node {node.node_id!r}",
+        ) from None
 
 
 def _split_nodes(

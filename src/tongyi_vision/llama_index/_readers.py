@@ -114,7 +114,7 @@ class _MediaReader(BaseReader):
             raise TypeError(f"unexpected arguments: {', '.join(sorted(kwargs))}")
         chosen = self.paths if paths is None else paths
         if chosen is None:
-            raise ValueError(f"{type(self).__name__} needs paths: a file, a folder or a glob")
+            raise InputError(f"{type(self).__name__} needs paths: a file, a folder or a glob")
         skips = Skips(self.on_error, self._warning, type(self).__name__)
         self.errors = skips.files
         found = catalogue.scan(

@@ -16,10 +16,11 @@ import binascii
 import io
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Union
 
-from ..wire.errors import EmptyInputError, InputError, MediaNotFoundError
+from ..wire.errors import EmptyInputError, InputError, UnsupportedMediaError
 from ..wire.formats import sniff_image_format, sniff_video_format
 from .image import Image
 from .parts import Part
@@ -35,43 +36,68 @@ _RAW_BASE64 = re.compile(r"[A-Za-z0-9+/=\r\n]{16,}")
 _URI_PREFIXES = ("data:", "http://", "https://", "file://")
 
 
-def media_part(value: str, *, auto_fit: bool = True) -> Image | Video | None:
+def media_part(value: str, *, auto_fit: bool = True, files: bool = True) -> Image | Video | None:
     """The part a media reference stands for, or ``None`` if ``value`` is plain text.
 
-    A ``file://`` URI is sniffed: an image or a video becomes that part, any
-    other file stays text. A ``file://`` URI of a missing file raises
-    :class:`MediaNotFoundError` rather than being embedded as text. A video
-    URI's media fragment selects a clip: ``file:///v.mp4#t=10,20`` is
-    ``Video("/v.mp4", start=10, end=20)``.
+    A ``data:image/...`` or ``data:video/...`` URI is that image or video. A
+    ``file://`` URI (only with ``files``; without, it is text) is sniffed: an
+    image or a video becomes that part; a missing or empty file, or one that is
+    neither, raises a typed error rather than being embedded as the letters of
+    its name. A video URI's media fragment selects a clip:
+    ``file:///v.mp4#t=10,20`` is ``Video("/v.mp4", start=10, end=20)``.
     """
     if value.startswith("data:image/"):
         return Image(value, auto_fit=auto_fit)
     if value.startswith("data:video/"):
         return Video(value)
-    if not value.startswith("file://") or any(c in value for c in "\n\r"):
+    if not files or not value.startswith("file://") or any(c in value for c in "\n\r"):
         return None
     path = path_from(value)
+    description = describe(value, 80)
     try:
-        _, head = read_head(path, describe(value, 80))
-    except EmptyInputError:
-        return None  # an empty file is no medium: its reference stays text
-    except MediaNotFoundError as exc:
-        raise MediaNotFoundError(
+        _, head = read_head(path, description)
+    except EmptyInputError as exc:
+        raise EmptyInputError(
+            "the media reference points to an empty file", part=description
+        ) from exc
+    except InputError as exc:
+        raise type(exc)(
             f"the media reference points to a file that cannot be read ({exc.reason})",
-            part=exc.part,
+            part=description,
         ) from exc
     if sniff_image_format(head) is not None:
         return Image(value, auto_fit=auto_fit)
     if sniff_video_format(head) is not None:
         start, end = time_fragment_of(value)
         return Video(path, start=start, end=end)
-    return None
+    raise UnsupportedMediaError(
+        "the media reference points to a file that is neither an image nor a video",
+        part=description,
+    )
 
 
-def text_or_media(value: str, *, auto_fit: bool = True) -> Part:
-    """A string handed to a text method: the medium it references, else the text itself."""
-    media = media_part(value, auto_fit=auto_fit) if isinstance(value, str) else None
+def text_or_media(value: str, *, auto_fit: bool = True, files: bool = True) -> Part:
+    """A string handed to a text method: the medium it references, else the text itself
+    (``files``: whether a ``file://`` URI may be read)."""
+    media = media_part(value, auto_fit=auto_fit, files=files) if isinstance(value, str) else None
     return media if media is not None else value
+
+
+def strings(values: object, method: str) -> list[str]:
+    """The list of strings a framework method was handed, or an :class:`InputError` (a lone
+    string would otherwise be embedded one character at a time)."""
+    if values is None or isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InputError(
+            f"{method} takes a list of strings, not {type(values).__name__}; "
+            f"wrap a single one in a list: {method}([text])"
+        )
+    listed = list(values)
+    for index, value in enumerate(listed):
+        if not isinstance(value, str):
+            raise InputError(
+                f"{method} takes strings, not {type(value).__name__}", part_index=index
+            )
+    return listed
 
 
 def image_input(value: ImageInput | Image | Video, *, auto_fit: bool = True) -> Image | Video:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from .limits import media_price
 
@@ -70,10 +71,16 @@ class EmbedResult:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """Sent to a ``progress`` callback after each request finishes (or is retried)."""
+    """Sent to a ``progress`` callback after each request finishes (or is retried).
+
+    ``vectors`` holds what the request that just finished embedded, by the parts'
+    positions in the call (empty for a retry), so a caller can store each
+    request's results as soon as they exist; the call's result holds them all too.
+    """
 
     parts_done: int
     parts_total: int
     requests_done: int
     requests_total: int
     retries: int
+    vectors: Mapping[int, Vector] = field(default_factory=dict)
