@@ -72,22 +72,26 @@ def test_empty_text(make_client: MakeClient, service: FakeService, text: str) ->
     assert "text is empty" in str(error)
 
 
-def test_text_too_long(make_client: MakeClient, service: FakeService) -> None:
-    error = refused(make_client, service, "word " * 700, TextTooLongError, position=3)
-    assert "about 1,167 tokens, over the 1,024-token limit" in str(error)
-    assert "split it" in str(error)
+def test_text_too_long_with_long_text_error(make_client: MakeClient, service: FakeService) -> None:
+    text = "word " * 1100
+    error = refused(make_client, service, text, TextTooLongError, position=3, long_text="error")
+    tokens = estimate_text_tokens(text)
+    assert f"about {tokens:,} tokens by the estimate, over the 1,024-token limit" in str(error)
+    assert "long_text='split'" in str(error)
 
 
-def test_cjk_text_counts_one_token_per_character(
-    make_client: MakeClient, service: FakeService
-) -> None:
-    assert estimate_text_tokens("自行车") == 3
-    refused(make_client, service, "车" * 1025, TextTooLongError)
+def test_cjk_text_over_the_limit_is_refused(make_client: MakeClient, service: FakeService) -> None:
+    cjk = "车" * 1300
+    assert estimate_text_tokens(cjk) > 1024
+    refused(make_client, service, cjk, TextTooLongError, long_text="error")
 
 
 def test_text_at_the_limit_is_accepted(make_client: MakeClient, service: FakeService) -> None:
-    client = make_client(service)
-    client.embed(["a" * 3072, "车" * 1024])
+    client = make_client(service, long_text="error")
+    at_limit = "车" * 1280  # 0.8 each: exactly 1,024
+    assert estimate_text_tokens(at_limit) == 1024
+    assert estimate_text_tokens("a " * 1024) == 1024
+    client.embed(["a " * 1024, at_limit])
     assert len(service.parts_sent) == 2
 
 
@@ -96,15 +100,15 @@ def test_text_at_the_limit_is_accepted(make_client: MakeClient, service: FakeSer
     [
         ("", 0),
         ("abc", 1),
-        ("abcd", 2),
-        ("a red bicycle", 5),
-        ("红色 bike", 2 + 2),
+        ("abcd", 1),
+        ("a red bicycle", 4),  # three words, one letter beyond six
+        ("红色 bike", 3),  # 0.8 per CJK character, one per word
         ("2026", 4),  # digits one by one
-        ("Привет", 6),  # other scripts one per character
+        ("Привет", 3),  # Cyrillic letters a half each
         ("🙂🙂", 4),  # beyond the BMP: two each
     ],
 )
-def test_token_estimate_errs_high(text: str, tokens: int) -> None:
+def test_token_estimate(text: str, tokens: int) -> None:
     assert estimate_text_tokens(text) == tokens
 
 

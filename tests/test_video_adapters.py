@@ -9,6 +9,7 @@ from: red, checkerboard or blue.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import warnings
@@ -115,6 +116,7 @@ def test_loader_yields_one_document_per_clip(library: Path) -> None:
         "mime_type": "video/mp4",
         "width": 320,
         "height": 240,
+        "sha256": hashlib.sha256(video.read_bytes()).hexdigest(),
     }
     assert documents[3].metadata["mime_type"] == "video/x-matroska"
 

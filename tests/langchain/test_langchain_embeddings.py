@@ -109,14 +109,24 @@ def test_embed_query_returns_python_floats_and_takes_media_references(
 def test_a_query_reads_no_file_unless_asked_to(
     make_embeddings: Make, gateway: FakeGateway, tmp_path: Path
 ) -> None:
-    # Query text may come from a user: a file:// URI in it is text, and no file is opened.
+    # Query text may come from a user: a query that is a file:// URI opens no file, and is
+    # refused (never embedded as the letters of a file name); a FIFO would hang a reader.
     red = write_image(tmp_path / "red.png", RED)
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     embeddings = make_embeddings()
     for query in (file_uri(str(red)), file_uri(str(fifo)), file_uri("/etc/passwd")):
-        assert embeddings.embed_query(query) == vector_for({"text": query})
-    assert gateway.kinds == ["text", "text", "text"]
+        with pytest.raises(InputError, match="read_query_files=True"):
+            embeddings.embed_query(query)
+    assert gateway.requests == []
+    # Text that merely mentions a URI is text.
+    mention = f"the picture at {file_uri(str(red))}"
+    assert embeddings.embed_query(mention) == vector_for({"text": mention})
+    # Asked to, the query reads the file: an image query.
+    reading = make_embeddings(read_query_files=True)
+    assert reading.embed_query(file_uri(str(red))) == vector_for(
+        {"image": data_uri(red.read_bytes())}
+    )
     # A data: URI needs no file: it is an image query either way.
     assert embeddings.embed_query(data_uri(png_bytes(BLUE))) == vector_for(
         {"image": data_uri(png_bytes(BLUE))}

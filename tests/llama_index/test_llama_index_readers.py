@@ -3,6 +3,7 @@ over, what they report, and that MultiModalVectorStoreIndex indexes their docume
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tongyi_vision.llama_index import (
     TongyiImageReader,
     TongyiVisionEmbedding,
 )
+from tongyi_vision.media.sources import file_uri
 
 MakeEmbedding = Callable[..., TongyiVisionEmbedding]
 
@@ -40,7 +42,9 @@ def names(documents: list[Document]) -> list[str]:
 
 
 def test_a_folder_gives_one_image_document_per_image(photos: Path) -> None:
-    documents = TongyiImageReader().load_data(photos)
+    reader = TongyiImageReader()
+    with pytest.warns(SkippedFileWarning, match=r"skipped 1 file: .*notes\.txt: is not an image"):
+        documents = reader.load_data(photos)
 
     assert names(documents) == ["blue.jpg", "green.bmp", "red.png"]  # sorted; no text, no hidden
     red = documents[2]
@@ -55,7 +59,10 @@ def test_a_folder_gives_one_image_document_per_image(photos: Path) -> None:
         "bytes": (photos / "red.png").stat().st_size,
         "width": 40,
         "height": 30,
+        "sha256": hashlib.sha256((photos / "red.png").read_bytes()).hexdigest(),
+        "image_uri": file_uri((photos / "red.png").resolve()),
     }
+    assert [Path(e.path).name for e in reader.errors] == ["notes.txt"]
     assert red.image_mimetype == "image/png"
     assert [d.metadata["mime_type"] for d in documents[:2]] == ["image/jpeg", "image/bmp"]
 
@@ -63,16 +70,19 @@ def test_a_folder_gives_one_image_document_per_image(photos: Path) -> None:
 def test_file_details_stay_out_of_embedded_and_llm_text(photos: Path) -> None:
     (document,) = TongyiImageReader().load_data(photos / "red.png")
 
-    embedded = document.get_metadata_str(MetadataMode.EMBED)
-    for_llm = document.get_metadata_str(MetadataMode.LLM)
+    node = ImageNode(**{k: v for k, v in document.__dict__.items() if k != "text_resource"})
+    embedded = node.get_content(MetadataMode.EMBED)
+    for_llm = node.get_content(MetadataMode.LLM)
 
-    assert "file_name: red.png" in embedded
-    assert "file_path" not in embedded and "width" not in embedded
-    assert "bytes" not in for_llm and "mime_type" not in for_llm
+    # what an embedding model sees is the image's reference alone, which ours embeds as the image
+    assert embedded == file_uri((photos / "red.png").resolve())
+    assert "red.png" in for_llm and str((photos / "red.png").resolve()) in for_llm
+    assert "file://" not in for_llm and "image/png" not in for_llm
+    assert document.metadata["sha256"] not in for_llm
 
 
 def test_recursive_and_globs(photos: Path) -> None:
-    assert names(TongyiImageReader(recursive=True).load_data(photos)) == [
+    assert names(TongyiImageReader(recursive=True, on_error="ignore").load_data(photos)) == [
         "blue.jpg",
         "green.bmp",
         "red.png",
@@ -105,14 +115,22 @@ def test_bad_images_in_a_folder_are_reported_not_fatal(photos: Path) -> None:
         documents = reader.load_data(photos)
 
     assert names(documents) == ["blue.jpg", "green.bmp", "red.png"]
-    assert [Path(e.path).name for e in reader.errors] == ["empty.jpg", "fake.png", "truncated.png"]
+    assert [Path(e.path).name for e in reader.errors] == [
+        "empty.jpg",
+        "fake.png",
+        "notes.txt",
+        "truncated.png",
+    ]
     assert [type(e.error).__name__ for e in reader.errors] == [
         "EmptyInputError",
         "UnsupportedMediaError",
+        "UnsupportedMediaError",
         "CorruptMediaError",
     ]
-    assert len(caught) == 3
-    assert "truncated.png" in str(caught[2].message)
+    # one warning for the load, naming the first files and the count
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "skipped 4 files" in message and "empty.jpg" in message and "1 more" in message
 
 
 def test_on_error_raise_stops_at_the_first_bad_image(photos: Path) -> None:
@@ -129,7 +147,7 @@ def test_on_error_ignore_records_without_warning(photos: Path) -> None:
     documents = reader.load_data(photos)  # a warning would fail the test (warnings are errors)
 
     assert len(documents) == 3
-    assert [Path(e.path).name for e in reader.errors] == ["fake.jpg"]
+    assert [Path(e.path).name for e in reader.errors] == ["fake.jpg", "notes.txt"]
     assert "fake.jpg" in str(reader.errors[0])
 
 
@@ -157,11 +175,11 @@ def test_errors_start_afresh_on_every_load(photos: Path) -> None:
 
     reader.load_data(photos)
 
-    assert reader.errors == []
+    assert [Path(e.path).name for e in reader.errors] == ["notes.txt"]
 
 
 def test_reading_is_lazy(photos: Path) -> None:
-    documents = TongyiImageReader().lazy_load_data(photos)
+    documents = TongyiImageReader(on_error="ignore").lazy_load_data(photos)
 
     first = next(iter(documents))
     write_image(photos / "red.png", (220, 20, 20), (50, 60))  # changed before it is read
@@ -206,7 +224,8 @@ def test_the_index_embeds_reader_documents_as_images(
     make_embedding: MakeEmbedding, photos: Path
 ) -> None:
     embedding = make_embedding()
-    documents = [*TongyiImageReader().load_data(photos), Document(text="a red circle")]
+    images = TongyiImageReader(on_error="ignore").load_data(photos)
+    documents = [*images, Document(text="a red circle")]
     storage = StorageContext.from_defaults()
 
     index = MultiModalVectorStoreIndex.from_documents(

@@ -10,6 +10,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
@@ -17,15 +18,24 @@ from typing_extensions import Self
 
 from .._version import __version__
 from ..media.image import Image, ImageSource, MultiImage
-from ..media.parts import Part, parts_digest, prepare_part
+from ..media.parts import Part, parts_digest, prepare_part, resolve_part
+from ..media.prepared import Prepared, prepare_text
+from ..media.texts import split_text, truncate_text
 from ..media.video import Video
 from ..wire.dialects import path_for
-from ..wire.errors import ConfigurationError, InputError, PartialResult, TongyiVisionError
+from ..wire.errors import (
+    ConfigurationError,
+    InputError,
+    PartialResult,
+    TextTooLongError,
+    TongyiVisionError,
+)
 from ..wire.limits import DEFAULT_MAX_REQUEST_BYTES, MAX_IMAGES_PER_REQUEST, MAX_PARTS_PER_REQUEST
 from ..wire.results import EmbedResult, ProgressEvent, Usage, Vector
 from .config import Settings, resolve_settings
 from .drivers import run_on_tasks, run_on_threads
 from .permits import AsyncPermits, ThreadPermits
+from .pieces import LONG_TEXT_MODES, LongText, Pieces
 from .planner import Limits, Plan, dedupe, pack
 from .progress import ProgressBar, ProgressCallback
 from .scheduler import Call, OnInvalid, RequestSettings, RetryPolicy
@@ -51,6 +61,7 @@ class _BaseClient(Generic[HTTP]):
         max_parts_per_request: int = MAX_PARTS_PER_REQUEST,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         auto_fit: bool = True,
+        long_text: LongText = "split",
         default_headers: Mapping[str, str] | None = None,
         progress: ProgressCallback | None = None,
         show_progress: bool = False,
@@ -71,7 +82,12 @@ class _BaseClient(Generic[HTTP]):
             raise ConfigurationError(
                 f"max_parts_per_request is at most {MAX_PARTS_PER_REQUEST}, the service's limit"
             )
+        if long_text not in LONG_TEXT_MODES:
+            raise ConfigurationError(
+                f"long_text must be 'split', 'truncate' or 'error', not {long_text!r}"
+            )
         _check_callback(progress)
+        self.long_text: LongText = long_text
         self.timeout = _timeout(timeout)
         self._attempt_seconds = attempt_seconds(self.timeout)
         self.max_retries = max_retries
@@ -109,6 +125,7 @@ class _BaseClient(Generic[HTTP]):
             "max_parts_per_request": max_parts_per_request,
             "max_request_bytes": max_request_bytes,
             "auto_fit": auto_fit,
+            "long_text": long_text,
             "default_headers": default_headers,
             "progress": progress,
             "show_progress": show_progress,
@@ -194,13 +211,30 @@ class _BaseClient(Generic[HTTP]):
                     "same parts, in the same order, as the call it came from"
                 )
             known = list(resume.vectors)
-        prepared = []
+        prepared: list[tuple[int, Prepared]] = []
         refused: dict[int, TongyiVisionError] = {}
+        pieces = Pieces(len(parts))
+        truncated = 0
         for index, part in enumerate(parts):
             if known[index] is not None:
                 continue
             try:
-                prepared.append((index, prepare_part(part)))
+                resolved = resolve_part(part)  # a content block's text may be long too
+                try:
+                    prepared.append((index, prepare_part(resolved)))
+                except TextTooLongError:
+                    if self.long_text == "error" or not isinstance(resolved, str):
+                        raise
+                    if self.long_text == "truncate":
+                        prepared.append((index, prepare_text(truncate_text(resolved))))
+                        truncated += 1
+                        continue
+                    texts = [prepare_text(text) for text in split_text(resolved)]
+                    earlier = resume.pieces.get(index) if resume is not None else None
+                    slots = pieces.add(index, [t.text_tokens for t in texts], earlier)
+                    prepared += [
+                        (s, t) for s, t in zip(slots, texts, strict=True) if not pieces.has(s)
+                    ]
             except InputError as exc:
                 error = exc.at(index)
                 if on_invalid == "raise":
@@ -221,12 +255,14 @@ class _BaseClient(Generic[HTTP]):
             progress=_fan_out(progress, self.progress, bar.callback),
             parts_total=len(prepared),
             on_invalid=on_invalid,
+            pieces=pieces,
         )
+        call.usage = Usage(truncated=truncated)
         return _Started(call, known, refused, bar, digest)
 
     def _finish(self, started: _Started) -> EmbedResult | PartialResult:
         call = started.call
-        usage = call.usage.priced(self._settings.model)
+        usage = replace(call.usage, pieces=call.pieces_sent()).priced(self._settings.model)
         with self._usage_lock:
             self._usage = self._usage + usage
         partial = call.partial(len(started.known), started.known)
@@ -301,7 +337,7 @@ def _fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback | None:
 
 def _listed(parts: object) -> list[Part]:
     """The parts of a call as a list: any iterable (a generator too) is taken whole first."""
-    if isinstance(parts, (str, bytes, Image, Video, MultiImage)):
+    if isinstance(parts, (str, bytes, Image, Video, MultiImage, Mapping)):
         raise InputError("embed takes a list of parts; wrap a single part in a list: embed([part])")
     if parts is None or not isinstance(parts, Iterable):
         raise InputError(
@@ -391,6 +427,9 @@ class Client(_BaseClient[httpx.Client]):
       in flight at once, shared by every call on this client.
     - ``max_parts_per_request`` (at most 20), ``max_request_bytes``: how requests are packed.
     - ``auto_fit``: re-encode images that break the limits (needs Pillow).
+    - ``long_text``: a text over the 1,024-token limit is embedded in pieces whose
+      vectors are averaged (``"split"``, the default), cut to its longest start within
+      the limit (``"truncate"``), or refused with :class:`TextTooLongError` (``"error"``).
     - ``default_headers``: sent with every request. ``http_client``: your own
       ``httpx.Client`` (not closed by :meth:`close`).
     - ``progress``: called with a :class:`ProgressEvent` as requests finish;
@@ -400,6 +439,7 @@ class Client(_BaseClient[httpx.Client]):
     def _connect(self, http_client: httpx.Client | None) -> None:
         self._owns_http = http_client is None
         self._http = http_client or open_sync(self.timeout, self._http_limits)
+        self._http_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
         # One set of permits for every call of this client: the concurrency limit is client-wide.
         self._permits = ThreadPermits(self.max_concurrency)
@@ -448,6 +488,8 @@ class Client(_BaseClient[httpx.Client]):
         rate limit, an outage) still raise.
         """
         started = self._start(parts, resume, progress, on_invalid)
+        if started.workers(1):
+            self._open()
         try:
             run_on_threads(
                 started.call,
@@ -484,8 +526,23 @@ class Client(_BaseClient[httpx.Client]):
                 self._http, self._url, content=body, headers=self._headers, timeout=self.timeout
             )
 
+    def _open(self) -> None:
+        """Reopen the connections after :meth:`close` (a client outlives a ``with`` block, as
+        the async one does); an ``http_client`` passed in and closed since is an error."""
+        if not self._http.is_closed:
+            return
+        if not self._owns_http:
+            raise ConfigurationError(
+                "the http_client given to this client has been closed; pass an open one, or "
+                "none and let the client open its own"
+            )
+        with self._http_lock:
+            if self._http.is_closed:
+                self._http = open_sync(self.timeout, self._http_limits)
+
     def close(self) -> None:
-        """Close the connections this client opened (not an ``http_client`` passed in)."""
+        """Close the connections this client opened (not an ``http_client`` passed in); a
+        later call opens new ones."""
         if self._owns_http:
             self._http.close()
 
@@ -597,8 +654,13 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
         loop = asyncio.get_running_loop()
         with self._pools_lock:
             pool = self._pools.get(loop)
-            if pool is not None:
+            if pool is not None and not pool.http.is_closed:
                 return pool
+            if self._given_http is not None and self._given_http.is_closed:
+                raise ConfigurationError(
+                    "the http_client given to this client has been closed; pass an open one, "
+                    "or none and let the client open its own"
+                )
             http = self._given_http or httpx.AsyncClient(
                 timeout=self.timeout, limits=self._http_limits
             )

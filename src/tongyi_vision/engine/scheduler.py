@@ -47,6 +47,7 @@ from ..wire.errors import (
 )
 from ..wire.results import ProgressEvent, Usage, Vector
 from .permits import Verdict
+from .pieces import Pieces
 from .planner import Batch, Plan, split
 from .transport import AnswerTooLarge
 
@@ -157,8 +158,10 @@ class Call:
         progress: Callable[[ProgressEvent], None] | None = None,
         parts_total: int | None = None,
         on_invalid: OnInvalid = "raise",
+        pieces: Pieces | None = None,
     ) -> None:
         self.plan = plan
+        self.pieces = pieces
         self.settings = settings
         self.policy = policy
         self.progress = progress
@@ -264,7 +267,7 @@ class Call:
                 contents.append(self.plan.unique[unique].load())
             except InputError as exc:
                 # A file changed or vanished after the call was checked: name the part.
-                error = exc.at(self.plan.owners[unique][0])
+                error = exc.at(self._part_of(self.plan.owners[unique][0]))
                 if self.on_invalid == "raise":
                     raise error from exc.__cause__
                 self._record(unique, error)
@@ -317,18 +320,23 @@ class Call:
     # --- outcomes ---
 
     def _succeed(self, batch: Batch, answer: Answer) -> None:
+        finished: dict[int, Vector] = {}
         with self._lock:
             for unique, vector in zip(batch.items, answer.vectors, strict=True):
                 self.results[unique] = vector
+                for slot in self.plan.owners[unique]:
+                    if self.pieces is None or not self.pieces.is_piece(slot):
+                        finished[slot] = list(vector)
+                    elif (whole := self.pieces.take(slot, vector)) is not None:
+                        finished[whole[0]] = list(whole[1])
             self.usage = self.usage + answer.usage
             self.requests_done += 1
             self.parts_done += sum(len(self.plan.owners[unique]) for unique in batch.items)
-        finished = {
-            index: list(vector)
-            for unique, vector in zip(batch.items, answer.vectors, strict=True)
-            for index in self.plan.owners[unique]
-        }
         self._notify(finished=True, vectors=finished)
+
+    def _part_of(self, slot: int) -> int:
+        """The caller's index of a plan slot (a piece of a long text belongs to its text)."""
+        return slot if self.pieces is None else self.pieces.part_of(slot)
 
     def _refuse(self, batch: Batch, error: TongyiVisionError) -> Verdict:
         """A request the service (or the loading of a part) refused for its content: split it
@@ -347,13 +355,15 @@ class Call:
 
     def _record(self, unique: int, error: TongyiVisionError) -> None:
         if isinstance(error, APIError):
-            error.part_indexes = tuple(self.plan.owners[unique])
+            error.part_indexes = tuple(sorted({self._part_of(s) for s in self.plan.owners[unique]}))
         with self._lock:
             self.refused[unique] = error
             self.parts_done += len(self.plan.owners[unique])
 
     def _fail(self, batch: Batch, error: TongyiVisionError) -> Verdict:
-        indexes = tuple(sorted(i for unique in batch.items for i in self.plan.owners[unique]))
+        indexes = tuple(
+            sorted({self._part_of(s) for unique in batch.items for s in self.plan.owners[unique]})
+        )
         if isinstance(error, APIError):
             error.part_indexes = indexes
         with self._lock:
@@ -388,20 +398,39 @@ class Call:
 
     # --- the end ---
 
+    def pieces_sent(self) -> int:
+        """How many pieces of long texts this call embedded (equal pieces are sent once)."""
+        if self.pieces is None:
+            return 0
+        pieces = self.pieces
+        return sum(
+            1
+            for unique, vector in enumerate(self.results)
+            if vector is not None and any(map(pieces.is_piece, self.plan.owners[unique]))
+        )
+
     def partial(self, total: int, known: list[Vector | None] | None = None) -> PartialResult:
         """Everything the call finished, placed by the caller's indexes."""
         vectors: list[Vector | None] = list(known) if known is not None else [None] * total
         for unique, vector in enumerate(self.results):
             if vector is not None:
                 for n, index in enumerate(self.plan.owners[unique]):
-                    # duplicates get their own copy, so changing one vector leaves the others
-                    vectors[index] = vector if n == 0 else list(vector)
+                    if index < total:
+                        # duplicates get their own copy, so changing one vector leaves the others
+                        vectors[index] = vector if n == 0 else list(vector)
+        pending: dict[int, dict[int, Vector]] = {}
+        if self.pieces is not None:
+            for index, vector in self.pieces.whole().items():
+                vectors[index] = vector
+            pending = self.pieces.pending()
         errors = {
-            index: error
+            self._part_of(slot): error
             for unique, error in self.refused.items()
-            for index in self.plan.owners[unique]
+            for slot in self.plan.owners[unique]
         }
-        return PartialResult(vectors=vectors, usage=self.usage, errors=errors)
+        for index in errors:
+            pending.pop(index, None)  # a text with a refused piece gets no vector
+        return PartialResult(vectors=vectors, usage=self.usage, errors=errors, pieces=pending)
 
 
 def _retryable(error: APIError) -> bool:

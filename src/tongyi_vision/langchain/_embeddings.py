@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Literal
 
@@ -9,12 +10,12 @@ import httpx
 from langchain_core.embeddings import Embeddings
 from langchain_core.load.serializable import Serializable
 from langchain_core.utils import from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, SecretStr
 
 from ..engine.client import AsyncClient, Client, ClientPair
+from ..engine.pieces import LongText
 from ..media.parts import Part
-from ..media.references import image_input, strings, text_or_media
-from ..media.video import Video
+from ..media.references import image_input, query_part, strings, text_or_media, video_input
 from ..wire.limits import FLASH
 
 
@@ -54,12 +55,20 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
     """Service root, without the path; the dialect's default when ``None``."""
     dialect: Literal["openai", "dashscope"] | None = Field(default_factory=_dialect_from_env)
     """``openai`` (the EmpirioLabs gateway, default) or ``dashscope`` (Alibaba's native API)."""
-    dimension: int | None = None
-    """Vector size; only the ``dashscope`` dialect can change it from the model's default."""
+    dimension: int | None = Field(
+        default=None, frozen=True, validation_alias=AliasChoices("dimension", "dimensions")
+    )
+    """Vector size; only the ``dashscope`` dialect can change it from the model's default.
+    Also accepted as ``dimensions`` (OpenAI's name). Read-only once built: it then holds the
+    size in use (768 for flash, 1152 for plus, or the size asked for), to create a store's
+    collection with."""
     max_retries: int = 3
     """Retries (not attempts) of a request after a rate limit, timeout or server error."""
-    timeout: float | None = 60.0
-    """Seconds to wait for a request; ``None`` waits forever."""
+    timeout: float | None = Field(
+        default=60.0, validation_alias=AliasChoices("timeout", "request_timeout")
+    )
+    """Seconds to wait for a request; ``None`` waits forever. Also accepted as
+    ``request_timeout``."""
     max_concurrency: int = 8
     """Requests in flight at once, in threads (sync) or tasks (async)."""
     show_progress_bar: bool = False
@@ -82,6 +91,11 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
     picture."""
     auto_fit: bool = True
     """Re-encode local images that break the service's limits (size, format) with Pillow."""
+    long_text: LongText = "split"
+    """A text over the 1,024-token limit: ``"split"`` embeds it in pieces and returns their
+    length-weighted mean (what LangChain's default splitters need: their chunks are often
+    over the limit), ``"truncate"`` embeds its longest start within the limit, ``"error"``
+    raises ``TextTooLongError``."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -107,6 +121,7 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
             max_retries=self.max_retries,
             max_concurrency=self.max_concurrency,
             auto_fit=self.auto_fit,
+            long_text=self.long_text,
             default_headers=self.default_headers,
             show_progress=self.show_progress_bar,
             http_client=self.http_client,
@@ -120,6 +135,19 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
             settings.model,
             settings.dialect,
         )
+        self.__dict__["dimension"] = self._client.dimension
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> TongyiVisionEmbeddings:
+        """A copy with its own connections and copies of its settings (``http_client`` and
+        ``http_async_client`` are shared: connections cannot be copied)."""
+        shared = {"http_client", "http_async_client"}
+        fields = {
+            name: getattr(self, name)
+            if name in shared
+            else copy.deepcopy(getattr(self, name), memo)
+            for name in type(self).model_fields
+        }
+        return type(self)(**fields)
 
     # --- LangChain serialization: the key is replaced by the name of its variable ---
 
@@ -185,17 +213,20 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
             "serialize it with langchain_core.load.dumps, or create one in the other process"
         )
 
-    def _parts(self, texts: object, method: str, *, files: bool = True) -> list[Part]:
+    def _parts(self, texts: object, method: str) -> list[Part]:
         listed = strings(texts, method)
         if not self.embed_media_references:
             return list(listed)
-        return [text_or_media(text, auto_fit=self.auto_fit, files=files) for text in listed]
+        return [text_or_media(text, auto_fit=self.auto_fit) for text in listed]
 
     def _query(self, text: str) -> list[Part]:
-        return self._parts([text], "embed_query", files=self.read_query_files)
+        (query,) = strings([text], "embed_query")
+        if not self.embed_media_references:
+            return [query]
+        return [query_part(query, auto_fit=self.auto_fit, read_files=self.read_query_files)]
 
     def _images(self, uris: object) -> list[Part]:
         return [image_input(uri, auto_fit=self.auto_fit) for uri in strings(uris, "embed_image")]
 
     def _videos(self, uris: object) -> list[Part]:
-        return [Video(uri) for uri in strings(uris, "embed_video")]
+        return [video_input(uri) for uri in strings(uris, "embed_video")]

@@ -12,6 +12,7 @@ loading a folder of thousands of files keeps memory flat.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -72,8 +73,14 @@ class _CatalogueLoader(BaseLoader):
         self.glob = glob
         self.recursive = recursive
 
+    @property
+    def errors(self) -> list[SkippedFile]:
+        """Every file skipped so far, with the error that says why."""
+        return self.skips.files
+
     def lazy_load(self) -> Iterator[Document]:
-        """Yield the documents of each file in turn, in name order, read as it is reached."""
+        """Yield the documents of each file in turn, in name order, read as it is reached;
+        what is skipped makes one warning at the end of the load (``on_error="warn"``)."""
         found = scan(
             self.paths,
             kinds=(self._kind,),
@@ -81,11 +88,12 @@ class _CatalogueLoader(BaseLoader):
             recursive=self.recursive,
             report_others=True,
         )
-        for record in found:
-            if isinstance(record, SkippedFile):
-                self.skips(record)
-            else:
-                yield from self._documents(record)
+        with self.skips.summarised():
+            for record in found:
+                if isinstance(record, SkippedFile):
+                    self.skips(record)
+                else:
+                    yield from self._documents(record)
 
     def _documents(self, file: MediaFile) -> Iterator[Document]:
         raise NotImplementedError
@@ -141,8 +149,10 @@ class TongyiImageParser(BaseBlobParser):
                 else read_file(image.path, image.text)
             )
             content = f"data:{image.mime_type};base64,{base64.b64encode(data).decode('ascii')}"
+            digest = hashlib.sha256(data).hexdigest()
         else:
             content = image.uri
+            digest = image.digest()
         return Document(
             page_content=content,
             metadata={
@@ -151,6 +161,9 @@ class TongyiImageParser(BaseBlobParser):
                 "bytes": image.size,
                 "width": image.width,
                 "height": image.height,
+                # The content's hash: an image redrawn under the same name is a new document
+                # to a record manager (index()) or a cache keyed on the document.
+                "sha256": digest,
             },
         )
 
@@ -251,6 +264,7 @@ class TongyiVideoParser(BaseBlobParser):
         """The documents of one video file's clips."""
         try:
             clips = list(iter_clips(video.path, self.clip_seconds, frames=self.frames))
+            digest = video.digest()
         except InputError as exc:
             self.skips(exc, video.text)
             return
@@ -259,6 +273,7 @@ class TongyiVideoParser(BaseBlobParser):
                 **(extra or {}),
                 **clip_metadata(clip),
                 "source": video.text,
+                "sha256": digest,  # of the whole file: a re-encoded video changes every clip
             }
             if self.thumbnails_dir is not None:
                 try:

@@ -34,6 +34,16 @@ from ._readers import (
     TongyiVideoReader,
 )
 
+
+def _register() -> None:
+    """Let ``load_embed_model`` (how LlamaIndex revives a saved embedding model) know ours."""
+    from llama_index.core.embeddings.loading import RECOGNIZED_EMBEDDINGS
+
+    RECOGNIZED_EMBEDDINGS.setdefault(TongyiVisionEmbedding.class_name(), TongyiVisionEmbedding)
+
+
+_register()
+
 __all__ = [
     "ReaderError",
     "SkippedFileWarning",

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -25,17 +26,19 @@ from llama_index.core.instrumentation.events.embedding import (
 from llama_index.core.schema import BaseNode, ImageDocument, ImageNode, ImageType, MetadataMode
 
 from ..engine.client import AsyncClient, Client, ClientPair
+from ..engine.pieces import LongText
 from ..engine.progress import ProgressBar
 from ..media.parts import Part
-from ..media.references import image_input
+from ..media.references import image_input, query_part, text_or_media, video_input
 from ..media.video import Video
 from ..wire.errors import UnsupportedMediaError
 from ..wire.limits import FLASH
 
 dispatcher = get_dispatcher(__name__)
 
-#: What the video methods take: an http(s) URL, a ``data:video/...`` URI, a local path.
-VideoInput = str | os.PathLike[str] | Video
+#: What the video methods take: an http(s) URL, a ``data:video/...`` URI, a local path,
+#: a video content block.
+VideoInput = str | os.PathLike[str] | Video | Mapping[str, Any]
 
 _NOT_PICKLED = frozenset({"api_key", "default_headers", "callback_manager"})
 
@@ -69,17 +72,37 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
     dialect: Literal["openai", "dashscope"] | None = Field(
         default=None, description="'openai' (EmpirioLabs gateway, default) or 'dashscope'."
     )
-    dimension: int | None = Field(default=None, description="Vector size (dashscope only).")
+    dimension: int | None = Field(
+        default=None,
+        frozen=True,
+        description="Vector size: as given (dashscope only), else the model's own; read-only.",
+    )
     max_retries: int = Field(default=3, ge=0, description="Retries of a failed request.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per request.")
     max_concurrency: int = Field(default=8, ge=1, description="Requests in flight at most.")
     auto_fit: bool = Field(default=True, description="Re-encode images that break the limits.")
+    long_text: LongText = Field(
+        default="split",
+        description="A text over 1,024 tokens: 'split' (embed pieces, average), 'truncate', "
+        "or 'error'.",
+    )
+    embed_media_references: bool = Field(
+        default=True,
+        description="Embed texts that are file:// or data: URIs of media (the content of "
+        "TongyiImageReader documents) as that image or video.",
+    )
+    read_query_files: bool = Field(
+        default=False,
+        description="Let a query that is a file:// URI read that file (queries often come "
+        "from users: off by default, and such a query is refused).",
+    )
     default_headers: dict[str, str] | None = Field(
         default=None, exclude=True, repr=False, description="Extra headers; never serialised."
     )
 
     _client: Client = PrivateAttr()
     _async_client: AsyncClient = PrivateAttr()
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def __init__(
         self,
@@ -89,6 +112,7 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
         base_url: str | None = None,
         dialect: str | None = None,
         dimension: int | None = None,
+        dimensions: int | None = None,
         http_client: httpx.Client | None = None,
         http_async_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
@@ -98,8 +122,13 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
 
         ``http_client`` / ``http_async_client`` replace the connections the
         clients would open (for proxies, custom TLS, or tests); they are used as
-        given and not closed by :meth:`close`.
+        given and not closed by :meth:`close`. ``dimensions`` is accepted as another
+        name of ``dimension`` (OpenAI's).
         """
+        if dimensions is not None:
+            if dimension is not None and dimension != dimensions:
+                raise ValueError("dimension and dimensions disagree; give one of them")
+            dimension = dimensions
         fields: dict[str, Any] = {
             "model_name": model_name or FLASH,
             "api_key": SecretStr(api_key) if isinstance(api_key, str) else api_key,
@@ -108,6 +137,7 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
             "dimension": dimension,
         }
         super().__init__(**fields, **kwargs)
+        self._given = {"http_client": http_client, "http_async_client": http_async_client}
         self._client = Client(
             self.api_key.get_secret_value() if self.api_key is not None else None,
             base_url=base_url,
@@ -118,6 +148,7 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
             max_retries=self.max_retries,
             max_concurrency=self.max_concurrency,
             auto_fit=self.auto_fit,
+            long_text=self.long_text,
             default_headers=self.default_headers,
             http_client=http_client,
         )
@@ -129,6 +160,19 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
             settings.base_url,
             settings.dialect,
         )
+        # The size in use, whether given or the model's own: for creating a store's collection.
+        self.__dict__["dimension"] = self._client.dimension
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> TongyiVisionEmbedding:
+        """A copy with its own connections and copies of its settings (an ``http_client``
+        passed in is shared, as connections cannot be copied)."""
+        fields = {
+            name: copy.deepcopy(getattr(self, name), memo)
+            for name in type(self).model_fields
+            if name not in ("api_key", "model_name")
+        }
+        api_key = self.api_key.get_secret_value() if self.api_key is not None else None
+        return type(self)(self.model_name, api_key=api_key, **fields, **self._given)
 
     @classmethod
     def class_name(cls) -> str:
@@ -164,10 +208,10 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
     # --- single inputs: LlamaIndex's base class wraps these in its events ---
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._client.embed(texts).vectors
+        return self._client.embed(self._texts(texts)).vectors
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return (await self._async_client.embed(texts)).vectors
+        return (await self._async_client.embed(self._texts(texts))).vectors
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]
@@ -176,10 +220,23 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
         return (await self._aget_text_embeddings([text]))[0]
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._get_text_embeddings([query])[0]  # the model needs no query prefix
+        # the model needs no query prefix
+        return self._client.embed([self._query(query)]).vectors[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return (await self._aget_text_embeddings([query]))[0]
+        return (await self._async_client.embed([self._query(query)])).vectors[0]
+
+    def _texts(self, texts: Sequence[str]) -> list[Part]:
+        """Texts as parts: a media reference (the content of a reader's image document) is
+        that image or video, unless ``embed_media_references`` is off."""
+        if not self.embed_media_references:
+            return list(texts)
+        return [text_or_media(text, auto_fit=self.auto_fit) for text in texts]
+
+    def _query(self, query: str) -> Part:
+        if not self.embed_media_references:
+            return query
+        return query_part(query, auto_fit=self.auto_fit, read_files=self.read_query_files)
 
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         return self._client.embed([self._image(i) for i in img_file_paths]).vectors
@@ -229,7 +286,7 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
             batch.vectors = (
                 self._get_text_embeddings_cached(texts)
                 if cache
-                else self._client.embed(texts, progress=batch.progress).vectors
+                else self._client.embed(self._texts(texts), progress=batch.progress).vectors
             )
         return batch.vectors
 
@@ -245,7 +302,9 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
             batch.vectors = (
                 await self._aget_text_embeddings_cached(texts)
                 if cache
-                else (await self._async_client.embed(texts, progress=batch.progress)).vectors
+                else (
+                    await self._async_client.embed(self._texts(texts), progress=batch.progress)
+                ).vectors
             )
         return batch.vectors
 
@@ -276,13 +335,13 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
         self, videos: Sequence[VideoInput], show_progress: bool = False
     ) -> list[Embedding]:
         """Embed videos, one vector each, in one core call."""
-        return self._media_batch([_video(v) for v in videos], videos, show_progress)
+        return self._media_batch([video_input(v) for v in videos], videos, show_progress)
 
     async def aget_video_embedding_batch(
         self, videos: Sequence[VideoInput], show_progress: bool = False
     ) -> list[Embedding]:
         """Async :meth:`get_video_embedding_batch`."""
-        return await self._amedia_batch([_video(v) for v in videos], videos, show_progress)
+        return await self._amedia_batch([video_input(v) for v in videos], videos, show_progress)
 
     def _media_batch(self, parts: list[Part], chunks: Sequence[Any], show: bool) -> list[Embedding]:
         with self._batch(chunks, show, "Generating media embeddings") as batch:
@@ -300,22 +359,43 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
     # --- as a transformation (IngestionPipeline) ---
     #
     # BaseEmbedding embeds every node's text. For an image node that would embed its
-    # metadata ("file_name: cat.png"), and the index would then store that as the
-    # image's vector: image nodes get their image embedded instead.
+    # metadata ("file_name: cat.png"), and for a clip of TongyiVideoReader it would
+    # replace the clip's vector with that of its metadata: image nodes get their image
+    # embedded instead, clips keep their vector (or are embedded again from their
+    # clip_uri, never from text).
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
-        texts, images, show = *_split_nodes(nodes), bool(kwargs.get("show_progress"))
-        vectors = self.get_text_embedding_batch([_text_of(n) for n in texts], show)
-        vectors += self.get_image_embedding_batch([i for _, i in images], show)
-        return _attach(nodes, texts + [n for n, _ in images], vectors)
+        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images,
+        video clips from their clip reference; a clip that has its vector keeps it."""
+        plan, show = self._plan(nodes), bool(kwargs.get("show_progress"))
+        vectors = self.get_text_embedding_batch([t for _, t in plan.texts], show)
+        media = [p for _, p in plan.media]
+        vectors += self._media_batch(media, media, show) if media else []
+        return _attach(nodes, plan.embedded, vectors)
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Embed nodes in an ``IngestionPipeline``: texts as text, image nodes as images."""
-        texts, images, show = *_split_nodes(nodes), bool(kwargs.get("show_progress"))
-        vectors = await self.aget_text_embedding_batch([_text_of(n) for n in texts], show)
-        vectors += await self.aget_image_embedding_batch([i for _, i in images], show)
-        return _attach(nodes, texts + [n for n, _ in images], vectors)
+        """Async :meth:`__call__`."""
+        plan, show = self._plan(nodes), bool(kwargs.get("show_progress"))
+        vectors = await self.aget_text_embedding_batch([t for _, t in plan.texts], show)
+        media = [p for _, p in plan.media]
+        vectors += await self._amedia_batch(media, media, show) if media else []
+        return _attach(nodes, plan.embedded, vectors)
+
+    def _plan(self, nodes: Sequence[BaseNode]) -> _NodePlan:
+        plan = _NodePlan()
+        for node in nodes:
+            clip = node.metadata.get("clip_uri")
+            if isinstance(clip, str) and clip:
+                if _has_vector(node, self._client.dimension):
+                    continue  # a TongyiVideoReader clip: its vector is the clip's own
+                plan.media.append((node, text_or_media(clip, auto_fit=self.auto_fit)))
+                continue
+            image = _node_image(node)
+            if image is not None:
+                plan.media.append((node, self._image(image)))
+            else:
+                plan.texts.append((node, _text_of(node)))
+        return plan
 
 
 class _Batch:
@@ -324,10 +404,6 @@ class _Batch:
     def __init__(self, bar: ProgressBar) -> None:
         self.progress = bar.callback
         self.vectors: list[Embedding] = []
-
-
-def _video(video: VideoInput) -> Video:
-    return video if isinstance(video, Video) else Video(video)
 
 
 def _shown(chunk: Any) -> str:
@@ -361,12 +437,22 @@ def _node_image(node: BaseNode) -> ImageType | None:
         ) from None
 
 
-def _split_nodes(
-    nodes: Sequence[BaseNode],
-) -> tuple[list[BaseNode], list[tuple[BaseNode, ImageType]]]:
-    shown = [(node, _node_image(node)) for node in nodes]
-    texts = [node for node, image in shown if image is None]
-    return texts, [(node, image) for node, image in shown if image is not None]
+class _NodePlan:
+    """What ``__call__`` does with each node: embed its text, or a medium it stands for."""
+
+    def __init__(self) -> None:
+        self.texts: list[tuple[BaseNode, str]] = []
+        self.media: list[tuple[BaseNode, Part]] = []
+
+    @property
+    def embedded(self) -> list[BaseNode]:
+        """The nodes that get a vector, in the order of the vectors: texts, then media."""
+        return [n for n, _ in self.texts] + [n for n, _ in self.media]
+
+
+def _has_vector(node: BaseNode, dimension: int | None) -> bool:
+    vector = node.embedding
+    return bool(vector) and (dimension is None or len(vector or []) == dimension)
 
 
 def _attach(

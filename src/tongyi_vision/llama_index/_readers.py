@@ -18,7 +18,6 @@ results: a keyframe thumbnail of the clip, when ``thumbnails_dir`` is set.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,16 +31,25 @@ from ..media import catalogue
 from ..media.catalogue import MediaFile, OnError, PathInput, SkippedFile, Skips
 from ..media.clips import DEFAULT_CLIP_SECONDS, VideoClip, clip_bounds, clip_metadata, iter_clips
 from ..media.decoding import DEFAULT_FRAMES
+from ..media.sources import file_uri
 from ..wire.errors import InputError
 from ..wire.limits import MAX_IMAGES_PER_GROUP
 
-logger = logging.getLogger(__name__)
-
-# Metadata that describes the file rather than its content: kept on the node for
-# filtering and display, kept out of the text an embedding model or an LLM sees.
-_NOT_EMBEDDED = ["file_path", "mime_type", "bytes", "width", "height"]
-_NOT_FOR_LLM = ["mime_type", "bytes", "width", "height"]
-_CLIP_NOT_FOR_LLM = ["mime_type", "width", "height", "clip_index", "thumbnail_path", "clip_uri"]
+# An image document's embeddable content is its file:// URI alone, which
+# TongyiVisionEmbedding's text methods embed as the image (so an index built with
+# Settings.embed_model stores the image's vector, not that of its file name). The
+# rest of the metadata is for filtering and display; an LLM sees the name and path.
+_IMAGE_URI = "image_uri"
+_IMAGE_NOT_FOR_LLM = ["mime_type", "bytes", "width", "height", "sha256", _IMAGE_URI]
+_CLIP_NOT_FOR_LLM = [
+    "mime_type",
+    "width",
+    "height",
+    "clip_index",
+    "thumbnail_path",
+    "clip_uri",
+    "sha256",
+]
 
 ReaderError = SkippedFile
 """A file a reader skipped: its ``path`` and the ``error`` that says why."""
@@ -102,9 +110,10 @@ class _MediaReader(BaseReader):
         A path is a file, a folder (its files; subfolders too with
         ``recursive=True``) or a glob pattern (``**`` matches across folders).
         Files are sniffed by their first bytes, not their names. A file that
-        cannot be read is skipped and recorded in :attr:`errors` (with a warning
-        unless ``on_error="ignore"``), or raises its
-        :class:`~tongyi_vision.InputError` with ``on_error="raise"``.
+        cannot be read, or in a folder is not of the reader's kind, is skipped and
+        recorded in :attr:`errors` (one warning sums up a load's skips unless
+        ``on_error="ignore"``), or raises its :class:`~tongyi_vision.InputError`
+        with ``on_error="raise"``.
         ``extra_info`` is added to every document's metadata (how
         ``SimpleDirectoryReader`` passes its own).
         """
@@ -123,16 +132,15 @@ class _MediaReader(BaseReader):
             pattern=self.glob,
             recursive=self.recursive,
             hidden=self.hidden,
-            report_others=self._kind == "video",
+            report_others=True,
             verify=self._kind == "image",
         )
-        for record in found:
-            if isinstance(record, SkippedFile):
-                skips(record)
-            elif record.kind is None:
-                logger.debug("not %s, passed over: %s", self._kind, record.text)
-            else:
-                yield from self._documents(record, extra_info or {}, skips)
+        with skips.summarised():
+            for record in found:
+                if isinstance(record, SkippedFile):
+                    skips(record)
+                else:
+                    yield from self._documents(record, extra_info or {}, skips)
 
     def load_data(
         self,
@@ -165,8 +173,9 @@ class TongyiImageReader(_MediaReader):
     Each image's header is checked with Pillow (decompression bombs refused),
     and PNGs are checked to the end, so a truncated or corrupt file is reported
     here rather than failing a whole batch at embedding time. A file in a folder
-    that is neither an image nor named like one is passed over silently. Also
-    usable as a ``file_extractor`` of ``SimpleDirectoryReader``.
+    that is not an image is recorded in :attr:`errors`, and one warning per load
+    sums up what was skipped. Also usable as a ``file_extractor`` of
+    ``SimpleDirectoryReader``.
     """
 
     def __init__(
@@ -186,20 +195,32 @@ class TongyiImageReader(_MediaReader):
         self, file: MediaFile, extra: dict[str, Any], skips: Skips
     ) -> Iterator[Document]:
         absolute = file.path.resolve()
+        try:
+            digest = file.digest()
+        except InputError as exc:  # gone since it was found
+            skips(exc, file.text)
+            return
+        metadata: dict[str, Any] = {
+            "file_name": Path(file.text).name,
+            "file_path": str(Path(file.text).resolve()),
+            "mime_type": file.mime_type,
+            "bytes": file.size,
+            "width": file.width,
+            "height": file.height,
+            "sha256": digest,
+            **extra,
+            _IMAGE_URI: file_uri(absolute),
+        }
         document = ImageDocument(
             # image_resource directly: ImageDocument(image_path=...) would open the file again.
             image_resource=MediaResource(path=absolute, mimetype=file.mime_type),
-            metadata={
-                "file_name": Path(file.text).name,
-                "file_path": str(Path(file.text).resolve()),
-                "mime_type": file.mime_type,
-                "bytes": file.size,
-                "width": file.width,
-                "height": file.height,
-                **extra,
-            },
-            excluded_embed_metadata_keys=list(_NOT_EMBEDDED),
-            excluded_llm_metadata_keys=list(_NOT_FOR_LLM),
+            text="",
+            metadata=metadata,
+            excluded_embed_metadata_keys=[k for k in metadata if k != _IMAGE_URI],
+            excluded_llm_metadata_keys=[k for k in _IMAGE_NOT_FOR_LLM if k in metadata],
+            # The content to embed is the URI alone, not "image_uri: file:///..."
+            metadata_template="{value}",
+            text_template="{metadata_str}",
         )
         if self.filename_as_id:
             document.id_ = str(absolute)
@@ -285,6 +306,7 @@ class TongyiVideoReader(_MediaReader):
         and only their vectors are held, never their frames."""
         try:
             clips = list(iter_clips(file.path, self.clip_seconds, frames=self.frames))
+            digest = file.digest()
             vectors = self._embed(clips, skips)
         except InputError as exc:
             skips(exc, file.text)
@@ -301,7 +323,7 @@ class TongyiVideoReader(_MediaReader):
                 except InputError as exc:  # pragma: no cover - its frames were just embedded
                     skips(exc, clip.uri)
                     continue
-            yield self._document(clip, vector, thumbnail, extra)
+            yield self._document(clip, vector, thumbnail, {**extra, "sha256": digest})
 
     def _embed(self, clips: list[VideoClip], skips: Skips) -> list[list[float] | None]:
         """The clips' vectors in one best-effort call of the core: a clip that cannot be

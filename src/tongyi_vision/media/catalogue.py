@@ -21,11 +21,12 @@ find their files here, so the rules are written once:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import os
 import warnings
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
@@ -361,12 +362,15 @@ class Skips:
     ``"raise"`` raises the skipped file's typed error, ``"warn"`` warns with
     ``warning`` (a :class:`UserWarning` subclass naming the file and the
     reason), ``"ignore"`` says nothing; every skip is kept in :attr:`files`.
+    Inside :meth:`summarised` (a whole load), the skips of that load make ONE
+    warning at its end, however many files a mixed folder holds.
     """
 
     on_error: OnError
     warning: type[UserWarning]
     who: str
     files: list[SkippedFile] = field(default_factory=list)
+    _held: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_on_error(self.on_error)
@@ -377,5 +381,28 @@ class Skips:
         if self.on_error == "raise":
             raise skipped.error
         self.files.append(skipped)
-        if self.on_error == "warn":
+        if self.on_error == "warn" and self._held is None:
             warnings.warn(f"{self.who} skipped {skipped}", self.warning, stacklevel=4)
+
+    @contextlib.contextmanager
+    def summarised(self) -> Iterator[None]:
+        """Hold the warnings of the skips made inside, and give one summary at the end."""
+        if self._held is not None:  # already inside a load: its summary covers these
+            yield
+            return
+        self._held = len(self.files)
+        try:
+            yield
+        finally:
+            skipped, self._held = self.files[self._held :], None
+            if skipped and self.on_error == "warn":
+                warnings.warn(summary(self.who, skipped), self.warning, stacklevel=3)
+
+
+def summary(who: str, skipped: Sequence[SkippedFile], shown: int = 3) -> str:
+    """One line for a load's skips: how many, the first few with their reasons."""
+    count = len(skipped)
+    listed = "; ".join(str(s) for s in skipped[:shown])
+    more = f"; and {count - shown} more" if count > shown else ""
+    noun = "file" if count == 1 else "files"
+    return f"{who} skipped {count} {noun}: {listed}{more} (all of them, with reasons, in .errors)"

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..wire.errors import InputError
+from .blocks import ContentBlock, block_part
 from .image import Image, MultiImage, is_pil
 from .prepared import Prepared, prepare_text
 from .video import Video
 
-Part = str | Image | Video | MultiImage
-"""A part of an embed call: a ``str`` is text; each part gets one vector."""
+Part = str | Image | Video | MultiImage | ContentBlock
+"""A part of an embed call: a ``str`` is text, a mapping a multimodal content block (see
+:mod:`tongyi_vision.media.blocks`); each part gets one vector."""
 
 
 def parts_digest(parts: Sequence[object]) -> str:
@@ -29,6 +32,9 @@ def _identity(part: object) -> str:
         return "t:" + part
     if isinstance(part, MultiImage):
         return "m:" + "|".join(map(_identity, part.images))
+    if isinstance(part, Mapping):
+        dumped = json.dumps(part, sort_keys=True, default=repr).encode("utf-8", "surrogatepass")
+        return "b:" + hashlib.sha256(dumped).hexdigest()
     if isinstance(part, (Image, Video)):
         source = part.source
         if isinstance(source, bytes):
@@ -43,8 +49,14 @@ def _identity(part: object) -> str:
     return f"{type(part).__name__}:{id(part)}"
 
 
+def resolve_part(part: object) -> object:
+    """A content block as the text, image or video it describes; any other part as it is."""
+    return block_part(part) if isinstance(part, Mapping) else part
+
+
 def prepare_part(part: object) -> Prepared:
     """Check one part of a call; raises an :class:`InputError` naming what is wrong."""
+    part = resolve_part(part)
     if isinstance(part, str):
         return prepare_text(part)
     if isinstance(part, (Image, Video, MultiImage)):
@@ -52,6 +64,7 @@ def prepare_part(part: object) -> Prepared:
     if is_pil(part):
         return Image(part).prepare()  # type: ignore[arg-type]
     raise InputError(
-        f"a part must be a str (text), Image, Video or MultiImage, not {type(part).__name__}; "
-        "wrap bytes or paths in Image(...) or Video(...)"
+        f"a part must be a str (text), Image, Video, MultiImage or a content block (a dict "
+        f"with a 'type'), not {type(part).__name__}; wrap bytes or paths in Image(...) or "
+        "Video(...)"
     )

@@ -70,10 +70,9 @@ def prepare_text(text: str) -> Prepared:
     tokens = estimate_text_tokens(text)
     if tokens > MAX_TEXT_TOKENS:
         raise TextTooLongError(
-            f"is about {tokens:,} tokens, over the {MAX_TEXT_TOKENS:,}-token limit "
-            "(an estimate that errs high: one token per CJK character, digit or other "
-            "non-ASCII character, one per 3 other characters); "
-            "split it into smaller chunks",
+            f"is about {tokens:,} tokens by the estimate, over the {MAX_TEXT_TOKENS:,}-token "
+            "limit; split it into smaller chunks, or let the client do it with "
+            "long_text='split' (embeds the pieces and averages them) or 'truncate'",
             part=describe(text),
         )
     return Prepared(

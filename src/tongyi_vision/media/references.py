@@ -3,10 +3,13 @@
 A LangChain or LlamaIndex document's text is a string. The loaders put a media
 reference there (a ``file://`` URI, or a ``data:image/...`` / ``data:video/...``
 URI), and the adapters turn such strings back into :class:`Image` or
-:class:`Video` parts with :func:`text_or_media`. Plain text, even text that
-looks like a path, stays text. What the frameworks hand an image method (a
-path, a URL, a data URI, raw base64, bytes) becomes a part by :func:`image_input`.
-Both adapters use these two rules and no other.
+:class:`Video` parts with :func:`text_or_media`; raw base64 of an image (what
+Chroma's ``add_images`` stores as a document's text) is that image too. Plain
+text, even text that looks like a path, stays text. A query goes through
+:func:`query_part`, which reads no file unless asked. What the frameworks hand
+an image method (a path, a URL, a data URI, raw base64, bytes) becomes a part
+by :func:`image_input`. Content blocks (dicts) are taken everywhere. Both
+adapters use these rules and no other.
 """
 
 from __future__ import annotations
@@ -16,19 +19,21 @@ import binascii
 import io
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 from ..wire.errors import EmptyInputError, InputError, UnsupportedMediaError
 from ..wire.formats import sniff_image_format, sniff_video_format
+from .blocks import block_part
 from .image import Image
 from .parts import Part
 from .sources import describe, path_from, read_head, time_fragment_of
 from .video import Video
 
-ImageInput = Union[str, "os.PathLike[str]", bytes, io.BytesIO]
-"""What the frameworks' image methods take: a path, a URI or URL, raw base64, bytes, BytesIO."""
+ImageInput = Union[str, "os.PathLike[str]", bytes, io.BytesIO, Mapping[str, Any]]
+"""What the frameworks' image methods take: a path, a URI or URL, raw base64, bytes, BytesIO,
+an image or video content block."""
 
 # Raw base64 (what Chroma stores as an image document's text): the alphabet, padding and
 # line breaks, long enough that a short word is never mistaken for an image.
@@ -76,26 +81,60 @@ def media_part(value: str, *, auto_fit: bool = True, files: bool = True) -> Imag
     )
 
 
-def text_or_media(value: str, *, auto_fit: bool = True, files: bool = True) -> Part:
-    """A string handed to a text method: the medium it references, else the text itself
-    (``files``: whether a ``file://`` URI may be read)."""
-    media = media_part(value, auto_fit=auto_fit, files=files) if isinstance(value, str) else None
-    return media if media is not None else value
+def text_or_media(
+    value: str | Mapping[str, Any], *, auto_fit: bool = True, files: bool = True
+) -> Part:
+    """A string handed to a text method: the medium it references (a media URI, or raw
+    base64 of an image), else the text itself (``files``: whether a ``file://`` URI may be
+    read); a content block, what it describes."""
+    if isinstance(value, Mapping):
+        return block_part(value, auto_fit=auto_fit)
+    if not isinstance(value, str):
+        return value
+    media = media_part(value, auto_fit=auto_fit, files=files)
+    if media is not None:
+        return media
+    data = _raw_base64_image(value)
+    return Image(data, auto_fit=auto_fit) if data is not None else value
 
 
-def strings(values: object, method: str) -> list[str]:
-    """The list of strings a framework method was handed, or an :class:`InputError` (a lone
-    string would otherwise be embedded one character at a time)."""
-    if values is None or isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+def query_part(value: str | Mapping[str, Any], *, auto_fit: bool = True, read_files: bool) -> Part:
+    """A query handed to a text method: as :func:`text_or_media`, except that a ``file://``
+    URI is read only with ``read_files`` (query text often comes from users, who must not
+    make the process read local files); without it such a query is refused, not embedded
+    as the letters of its name."""
+    if not read_files and isinstance(value, str) and _is_file_uri(value):
+        raise InputError(
+            "the query is a file:// URI, and queries read no local files unless asked: set "
+            "read_query_files=True to query by that image or video, or pass it to the image "
+            "method (embed_image / get_image_embedding)",
+            part=describe(value, 80),
+        )
+    return text_or_media(value, auto_fit=auto_fit, files=read_files)
+
+
+def _is_file_uri(value: str) -> bool:
+    return value.startswith("file://") and not any(c in value for c in "\n\r")
+
+
+def strings(values: object, method: str) -> list[str | Mapping[str, Any]]:
+    """The list of strings (or content blocks) a framework method was handed, or an
+    :class:`InputError` (a lone string would otherwise be embedded one character at a time)."""
+    if (
+        values is None
+        or isinstance(values, (str, bytes, Mapping))
+        or not isinstance(values, Iterable)
+    ):
         raise InputError(
             f"{method} takes a list of strings, not {type(values).__name__}; "
             f"wrap a single one in a list: {method}([text])"
         )
     listed = list(values)
     for index, value in enumerate(listed):
-        if not isinstance(value, str):
+        if not isinstance(value, (str, Mapping)):
             raise InputError(
-                f"{method} takes strings, not {type(value).__name__}", part_index=index
+                f"{method} takes strings or content blocks (dicts), not {type(value).__name__}",
+                part_index=index,
             )
     return listed
 
@@ -111,6 +150,11 @@ def image_input(value: ImageInput | Image | Video, *, auto_fit: bool = True) -> 
     """
     if isinstance(value, (Image, Video)):
         return value
+    if isinstance(value, Mapping):
+        part = block_part(value, auto_fit=auto_fit)
+        if isinstance(part, str):
+            raise InputError("an image method takes image or video blocks, not a text block")
+        return part
     if isinstance(value, io.BytesIO):
         return Image(value.getvalue(), auto_fit=auto_fit)
     if isinstance(value, os.PathLike):
@@ -126,6 +170,17 @@ def image_input(value: ImageInput | Image | Video, *, auto_fit: bool = True) -> 
             elif _is_video_file(Path(value)):
                 return Video(value)
     return Image(value, auto_fit=auto_fit)
+
+
+def video_input(value: str | os.PathLike[str] | Mapping[str, Any] | Video) -> Video:
+    """The part a video method's input stands for: a URL, data URI or path, or a video
+    content block."""
+    if isinstance(value, Mapping):
+        part = block_part(value)
+        if not isinstance(part, Video):
+            raise InputError("a video method takes video blocks, not text or image blocks")
+        return part
+    return value if isinstance(value, Video) else Video(value)
 
 
 def _is_video_file(path: Path) -> bool:

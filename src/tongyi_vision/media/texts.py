@@ -38,6 +38,18 @@ def split_text(text: str, max_tokens: int = MAX_TEXT_TOKENS) -> list[str]:
     return chunks
 
 
+def truncate_text(text: str, max_tokens: int = MAX_TEXT_TOKENS) -> str:
+    """The longest start of ``text`` within ``max_tokens`` by the estimate, cut after the
+    last whitespace when there is one in its final fifth (so that no word is cut in two)."""
+    if estimate_text_tokens(text) <= max_tokens:
+        return text
+    cut = _longest_prefix(text, max_tokens)
+    space = max(text.rfind(" ", 0, cut + 1), text.rfind("\n", 0, cut + 1))
+    if space > cut * 4 // 5:
+        cut = space
+    return text[:cut].rstrip()
+
+
 def _split_words(paragraph: str, max_tokens: int) -> Iterator[str]:
     words = paragraph.split()
     start = 0

@@ -273,6 +273,9 @@ class PartialResult:
     """Why each refused part has no vector (only parts skipped with ``on_invalid="skip"``)."""
     parts_digest: str | None = field(default=None, repr=False)
     """Which parts these results belong to: ``resume`` refuses a partial of other parts."""
+    pieces: dict[int, dict[int, Vector]] = field(default_factory=dict, repr=False)
+    """Vectors of the pieces of long texts still incomplete (``long_text="split"``), by the
+    text's index and the piece's number: a resumed call does not send them again."""
 
     @property
     def missing(self) -> list[int]:

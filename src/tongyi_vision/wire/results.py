@@ -20,6 +20,10 @@ class Usage:
     reports only a total (openai dialect), the split is computed from the
     client's text-token estimate and ``modality_estimated`` is true; the cost
     follows the split, with the prices of ``docs/limits.md``.
+
+    ``pieces`` counts the pieces that texts over the token limit were embedded
+    in (``long_text="split"``), each billed as a text of its own; ``truncated``
+    counts texts cut to fit (``long_text="truncate"``).
     """
 
     prompt_tokens: int = 0
@@ -32,6 +36,8 @@ class Usage:
     retries: int = 0
     cost_usd: float = 0.0
     modality_estimated: bool = False
+    pieces: int = 0
+    truncated: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
@@ -47,6 +53,8 @@ class Usage:
             retries=self.retries + other.retries,
             cost_usd=self.cost_usd + other.cost_usd,
             modality_estimated=self.modality_estimated or other.modality_estimated,
+            pieces=self.pieces + other.pieces,
+            truncated=self.truncated + other.truncated,
         )
 
     def priced(self, model: str) -> Usage:
