@@ -21,6 +21,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in an environment without LangChain
     raise MissingDependencyError("langchain-core", "langchain", "tongyi_vision.langchain") from exc
 
+from ._blocks import to_content_blocks
 from ._embeddings import TongyiVisionEmbeddings
 from ._loaders import (
     SkippedMediaWarning,
@@ -39,6 +40,7 @@ __all__ = [
     "TongyiVideoLoader",
     "TongyiVideoParser",
     "TongyiVisionEmbeddings",
+    "to_content_blocks",
 ]
 
 show_as_public(globals())

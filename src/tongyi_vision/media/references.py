@@ -94,7 +94,7 @@ def text_or_media(
     media = media_part(value, auto_fit=auto_fit, files=files)
     if media is not None:
         return media
-    data = _raw_base64_image(value)
+    data = raw_base64_image(value)
     return Image(data, auto_fit=auto_fit) if data is not None else value
 
 
@@ -164,7 +164,7 @@ def image_input(value: ImageInput | Image | Video, *, auto_fit: bool = True) -> 
             return media_part(value, auto_fit=auto_fit) or Image(value, auto_fit=auto_fit)
         if not value.startswith(_URI_PREFIXES):
             if not os.path.exists(value):
-                data = _raw_base64_image(value)
+                data = raw_base64_image(value)
                 if data is not None:
                     return Image(data, auto_fit=auto_fit)
             elif _is_video_file(Path(value)):
@@ -191,7 +191,7 @@ def _is_video_file(path: Path) -> bool:
     return sniff_video_format(head) is not None
 
 
-def _raw_base64_image(value: str) -> bytes | None:
+def raw_base64_image(value: str) -> bytes | None:
     """The image bytes of a base64 string without a ``data:`` prefix, else ``None``."""
     if not _RAW_BASE64.fullmatch(value):
         return None
