@@ -179,7 +179,7 @@ def _image_bytes(make_image: Callable[..., bytes]) -> bytes:
 BAD_CONTENTS: list[tuple[str, Callable[[Callable[..., bytes]], list[dict[str, Any]]], str]] = [
     ("empty contents", lambda m: [], "BadRequest.EmptyInput"),
     ("empty text", lambda m: [{"text": "  "}], "BadRequest.EmptyInput"),
-    ("text too long", lambda m: [{"text": "word " * 700}], "InvalidParameter"),
+    ("text too long", lambda m: [{"text": "a " * 1100}], "InvalidParameter"),
     ("unknown part", lambda m: [{"audio": "https://x.test/a.mp3"}], "InvalidParameter"),
     ("two keys", lambda m: [{"text": "a", "image": "https://x.test/a.jpg"}], "InvalidParameter"),
     ("local path", lambda m: [{"image": "/home/me/cat.jpg"}], "InvalidParameter"),
