@@ -33,6 +33,7 @@ OURS = ("throughput", "rate_limit", "overhead", "memory")
 THEIRS = (
     ("emulator_throughput.py", "emulator-throughput", "Emulator throughput"),
     ("video_decode.py", "video-decoding", "Video decoding"),
+    ("token_estimate.py", "token-estimate", "Token estimate"),
 )
 KEPT = "analysis"
 TIMEOUT = 900

@@ -1,5 +1,6 @@
 """Multimodal retrieval with LangChain: images and texts in one vector store, searched by text
-and by image, and a retriever inside an LCEL chain.
+and by image, a retriever inside an LCEL chain, and image hits handed to a multimodal chat
+prompt as standard content blocks.
 
     python examples/langchain_multimodal_rag.py
 
@@ -22,11 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from langchain_core.documents import Document
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from tongyi_vision import file_uri
-from tongyi_vision.langchain import TongyiImageLoader, TongyiVisionEmbeddings
+from tongyi_vision.langchain import TongyiImageLoader, TongyiVisionEmbeddings, to_content_blocks
 from tongyi_vision.samples import draw_shape
 
 PICTURES = {
@@ -94,6 +96,16 @@ def answer(prompt: dict[str, str]) -> str:
     return f"Question: {prompt['question']}\nContext the model would see:\n{prompt['context']}"
 
 
+def chat_model(messages: list[BaseMessage]) -> str:
+    """Stands in for a multimodal chat model (``ChatOpenAI``, ``ChatTongyi``...): says what it
+    was shown."""
+    blocks = messages[-1].content_blocks
+    images = [b for b in blocks if b["type"] == "image"]
+    texts = [b["text"] for b in blocks if b["type"] == "text"]
+    kinds = ", ".join(sorted({str(b.get("mime_type")) for b in images}))
+    return f"The model sees {len(images)} image(s) ({kinds}) and the text blocks {texts}"
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, service() as embeddings:
         query_image = write_pictures(Path(tmp))
@@ -131,7 +143,18 @@ def main() -> None:
         print("\nChain, asked with an image:")
         print(chain.invoke(file_uri(str(query_image))))
 
-        # 6. The async twins run their requests concurrently on the event loop.
+        # 6. Image hits into a multimodal chat prompt: a chat model cannot open a file:// URI,
+        #    so the hits become standard content blocks (the image itself, base64).
+        def prompt(query: str) -> list[BaseMessage]:
+            hits = retriever.invoke(query)
+            question = {"type": "text", "text": "Which of these pictures is like mine?"}
+            return [HumanMessage(content=[question, *to_content_blocks(hits)])]
+
+        multimodal = RunnableLambda(prompt) | RunnableLambda(chat_model)
+        print("\nMultimodal chain, asked with an image:")
+        print(multimodal.invoke(file_uri(str(query_image))))
+
+        # 7. The async twins run their requests concurrently on the event loop.
         async def ask_async() -> list[list[Document]]:
             questions = ["a red circle", "green triangle trail sign", "yellow stripes"]
             results = await asyncio.gather(*(store.asimilarity_search(q, k=1) for q in questions))
