@@ -594,14 +594,9 @@ def test_image_documents_indexed_without_any_transformation_hold_the_image_vecto
     pictures: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # BUG: a TongyiImageReader document's own embed content is "", not its file:// URI.
-    # ImageDocument(text="") leaves text_resource None, and Node.get_content returns "" for
-    # a node without text_resource whatever the metadata mode: the reader's
-    # metadata_template / text_template (which make the URI the embed content) only take
-    # effect on the ImageNodes a node parser makes. So with no node parser
-    # (Settings.transformations = [], or VectorStoreIndex(documents)) LlamaIndex drops
-    # every image ("Some nodes are missing content, skipping them...") and the index is
-    # empty. (The same holds for TongyiVideoReader clip documents given as nodes.)
+    # With no node parser at all (Settings.transformations = [], or VectorStoreIndex(documents))
+    # the documents themselves are the nodes: their own embed content must be the URI, or
+    # LlamaIndex drops them ("Some nodes are missing content, skipping them...").
     settings.transformations = []
     documents = TongyiImageReader().load_data(pictures)
 
@@ -612,7 +607,7 @@ def test_image_documents_indexed_without_any_transformation_hold_the_image_vecto
     assert sorted(stored) == sorted(str(pictures.resolve() / name) for name in PICTURES)
     for path, vector in stored.items():
         assert vector == embedding.get_image_embedding(path)
-    # The cause: the document's content to embed, which should be its URI alone.
+    # what the index embeds is each document's own content: its URI alone
     assert [embed_text(d) for d in documents] == [d.metadata["image_uri"] for d in documents]
 
 

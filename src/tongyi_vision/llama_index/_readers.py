@@ -214,7 +214,9 @@ class TongyiImageReader(_MediaReader):
         document = ImageDocument(
             # image_resource directly: ImageDocument(image_path=...) would open the file again.
             image_resource=MediaResource(path=absolute, mimetype=file.mime_type),
-            text="",
+            # an empty text resource, not text="" (which leaves none): without one a
+            # document has no content at all, and an index given it unparsed drops it
+            text_resource=MediaResource(text=""),
             metadata=metadata,
             excluded_embed_metadata_keys=[k for k in metadata if k != _IMAGE_URI],
             excluded_llm_metadata_keys=[k for k in _IMAGE_NOT_FOR_LLM if k in metadata],
@@ -357,7 +359,9 @@ class TongyiVideoReader(_MediaReader):
             resource = MediaResource(path=thumbnail.resolve(), mimetype="image/jpeg")
         return ImageDocument(
             id_=clip.uri,
-            text="",
+            # an empty text resource, not text="" (which leaves none): without one a
+            # document has no content at all, and an index given it unparsed drops it
+            text_resource=MediaResource(text=""),
             image_resource=resource,
             embedding=vector,
             metadata=metadata,
