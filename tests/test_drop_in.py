@@ -162,6 +162,34 @@ def test_a_query_that_is_a_file_uri_reads_nothing_unless_asked(tmp_path: Any) ->
     assert references.query_part(mention, read_files=False) == mention
 
 
+@pytest.mark.parametrize("query", ["cat.jpg", "photos/red.PNG", "/srv/talks/keynote.mp4"])
+def test_a_query_that_is_a_media_path_is_refused_without_touching_the_disk(
+    query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    def no_disk(*_: object, **__: object) -> bool:
+        raise AssertionError("the disk was probed")
+
+    monkeypatch.setattr(os.path, "exists", no_disk)
+    monkeypatch.setattr(os.path, "isfile", no_disk)
+    with pytest.raises(InputError, match="the path of an image or video file"):
+        references.query_part(query, read_files=False)
+
+
+def test_with_read_files_a_media_path_query_is_that_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "red.png").write_bytes(PNG)
+    monkeypatch.chdir(tmp_path)
+    assert references.query_part("red.png", read_files=True).__class__.__name__ == "Image"
+    with pytest.raises(InputError):  # named like a picture, and missing: said, not embedded
+        references.query_part("gone.png", read_files=True)
+    # words around a file name make it text, and so does any URL
+    for text in ("a photo of red.png", "https://example.com/red.png", "red png"):
+        assert references.query_part(text, read_files=False) == text
+
+
 # --- clients keep working after close() ----------------------------------------------------
 
 

@@ -28,7 +28,8 @@ from ..wire.formats import sniff_image_format, sniff_video_format
 from .blocks import block_part
 from .image import Image
 from .parts import Part
-from .sources import describe, path_from, read_head, time_fragment_of
+from .catalogue import SUFFIXES
+from .sources import describe, file_uri, path_from, read_head, time_fragment_of
 from .video import Video
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, io.BytesIO, Mapping[str, Any]]
@@ -99,22 +100,42 @@ def text_or_media(
 
 
 def query_part(value: str | Mapping[str, Any], *, auto_fit: bool = True, read_files: bool) -> Part:
-    """A query handed to a text method: as :func:`text_or_media`, except that a ``file://``
-    URI is read only with ``read_files`` (query text often comes from users, who must not
-    make the process read local files); without it such a query is refused, not embedded
-    as the letters of its name."""
-    if not read_files and isinstance(value, str) and _is_file_uri(value):
+    """A query handed to a text method: as :func:`text_or_media`, except for local files.
+
+    Query text often comes from users, who must not make the process read local files, so
+    a query that is a ``file://`` URI, or that looks like the path of an image or video
+    file (one word ending in a media suffix), is read only with ``read_files``; without it
+    the query is refused (nothing on disk is touched), not embedded as the letters of a
+    file name. With ``read_files`` such a path is that image or video."""
+    if not isinstance(value, str):
+        return text_or_media(value, auto_fit=auto_fit, files=read_files)
+    uri = _is_file_uri(value)
+    if not (uri or _looks_like_media_path(value)):
+        return text_or_media(value, auto_fit=auto_fit, files=read_files)
+    if not read_files:
+        what = "a file:// URI" if uri else "the path of an image or video file"
         raise InputError(
-            "the query is a file:// URI, and queries read no local files unless asked: set "
+            f"the query is {what}, and queries read no local files unless asked: set "
             "read_query_files=True to query by that image or video, or pass it to the image "
             "method (embed_image / get_image_embedding)",
             part=describe(value, 80),
         )
-    return text_or_media(value, auto_fit=auto_fit, files=read_files)
+    return (
+        media_part(value if uri else file_uri(os.path.abspath(value)), auto_fit=auto_fit) or value
+    )
 
 
 def _is_file_uri(value: str) -> bool:
     return value.startswith("file://") and not any(c in value for c in "\n\r")
+
+
+def _looks_like_media_path(value: str) -> bool:
+    """One word that names a file of a media suffix (``photos/cat.jpg``, ``/v/talk.mp4``);
+    decided from the string alone, without touching the disk."""
+    if not value or any(c.isspace() for c in value) or value.startswith(_URI_PREFIXES):
+        return False
+    suffix = os.path.splitext(value)[1].lower()
+    return suffix in SUFFIXES["image"] or suffix in SUFFIXES["video"]
 
 
 def strings(values: object, method: str) -> list[str | Mapping[str, Any]]:
