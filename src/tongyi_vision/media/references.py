@@ -26,9 +26,9 @@ from typing import Any, Union
 from ..wire.errors import EmptyInputError, InputError, UnsupportedMediaError
 from ..wire.formats import sniff_image_format, sniff_video_format
 from .blocks import block_part
+from .catalogue import SUFFIXES
 from .image import Image
 from .parts import Part
-from .catalogue import SUFFIXES
 from .sources import describe, file_uri, path_from, read_head, time_fragment_of
 from .video import Video
 
