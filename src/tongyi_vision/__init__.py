@@ -12,7 +12,9 @@ LangChain and LlamaIndex adapters live in :mod:`tongyi_vision.langchain` and
 
 from ._public import show_as_public
 from ._version import __version__
+from .engine.cache import CacheStore, CacheWarning, EmbeddingCache, SQLiteStore
 from .engine.client import AsyncClient, Client
+from .engine.pieces import LongText
 from .engine.scheduler import OnInvalid
 from .media.catalogue import MediaFile, OnError, SkippedFile, scan
 from .media.clips import VideoClip, clip_bounds, iter_clips
@@ -66,15 +68,19 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "CacheStore",
+    "CacheWarning",
     "Client",
     "ConfigurationError",
     "ConflictError",
     "ContentModerationError",
     "CorruptMediaError",
     "EmbedResult",
+    "EmbeddingCache",
     "EmptyInputError",
     "Image",
     "InputError",
+    "LongText",
     "MediaFile",
     "MediaNotFoundError",
     "MediaTooLargeError",
@@ -91,6 +97,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "RequestTooLargeError",
+    "SQLiteStore",
     "ServerError",
     "SkippedFile",
     "TextTooLongError",

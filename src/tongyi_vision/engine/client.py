@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import re
 import threading
 import time
@@ -22,7 +23,7 @@ from ..media.parts import Part, parts_digest, prepare_part, resolve_part
 from ..media.prepared import Prepared, prepare_text
 from ..media.texts import split_text, truncate_text
 from ..media.video import Video
-from ..wire.dialects import path_for
+from ..wire.dialects import Answer, path_for
 from ..wire.errors import (
     ConfigurationError,
     InputError,
@@ -30,15 +31,21 @@ from ..wire.errors import (
     TextTooLongError,
     TongyiVisionError,
 )
-from ..wire.limits import DEFAULT_MAX_REQUEST_BYTES, MAX_IMAGES_PER_REQUEST, MAX_PARTS_PER_REQUEST
+from ..wire.limits import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    MAX_IMAGES_PER_REQUEST,
+    MAX_PARTS_PER_REQUEST,
+    media_price,
+)
 from ..wire.results import EmbedResult, ProgressEvent, Usage, Vector
+from .cache import CacheStore, EmbeddingCache, Entry, as_cache, as_float32
 from .config import Settings, resolve_settings
 from .drivers import run_on_tasks, run_on_threads
 from .permits import AsyncPermits, ThreadPermits
 from .pieces import LONG_TEXT_MODES, LongText, Pieces
 from .planner import Limits, Plan, dedupe, pack
 from .progress import ProgressBar, ProgressCallback
-from .scheduler import Call, OnInvalid, RequestSettings, RetryPolicy
+from .scheduler import Call, OnInvalid, Recorder, RequestSettings, RetryPolicy
 from .transport import ACCEPT_ENCODING, apost, attempt_seconds, deadline, open_sync, post
 
 HTTP = TypeVar("HTTP", httpx.Client, httpx.AsyncClient)
@@ -62,6 +69,7 @@ class _BaseClient(Generic[HTTP]):
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         auto_fit: bool = True,
         long_text: LongText = "split",
+        cache: EmbeddingCache | CacheStore | str | os.PathLike[str] | None = None,
         default_headers: Mapping[str, str] | None = None,
         progress: ProgressCallback | None = None,
         show_progress: bool = False,
@@ -88,6 +96,7 @@ class _BaseClient(Generic[HTTP]):
             )
         _check_callback(progress)
         self.long_text: LongText = long_text
+        self.cache = as_cache(cache)
         self.timeout = _timeout(timeout)
         self._attempt_seconds = attempt_seconds(self.timeout)
         self.max_retries = max_retries
@@ -126,6 +135,7 @@ class _BaseClient(Generic[HTTP]):
             "max_request_bytes": max_request_bytes,
             "auto_fit": auto_fit,
             "long_text": long_text,
+            "cache": self.cache,
             "default_headers": default_headers,
             "progress": progress,
             "show_progress": show_progress,
@@ -221,7 +231,7 @@ class _BaseClient(Generic[HTTP]):
             try:
                 resolved = resolve_part(part)  # a content block's text may be long too
                 try:
-                    prepared.append((index, prepare_part(resolved)))
+                    prepared.append((index, prepare_part(resolved, defer_checks=True)))
                 except TextTooLongError:
                     if self.long_text == "error" or not isinstance(resolved, str):
                         raise
@@ -241,7 +251,29 @@ class _BaseClient(Generic[HTTP]):
                     raise error from exc.__cause__
                 refused[index] = error
         unique, owners = dedupe(prepared)
-        bar = ProgressBar(len(prepared), enabled=self.show_progress)
+        served = Usage()
+        keys: list[str | None] = [None] * len(unique)
+        if self.cache is not None:
+            unique, owners, keys, served = self._from_cache(unique, owners, known, pieces)
+        # The costly checks (decoding headers), for the parts to be sent only.
+        checked = []
+        for position, candidate in enumerate(unique):
+            try:
+                candidate.check()
+            except InputError as exc:
+                error = exc.at(pieces.part_of(owners[position][0]))
+                if on_invalid == "raise":
+                    raise error from exc.__cause__
+                refused.update((pieces.part_of(slot), error) for slot in owners[position])
+                continue
+            checked.append(position)
+        if len(checked) < len(unique):
+            unique = [unique[i] for i in checked]
+            owners = [owners[i] for i in checked]
+            keys = [keys[i] for i in checked]
+        recorder = _recorder(self.cache, unique, keys) if self.cache is not None else None
+        parts_total = sum(map(len, owners))
+        bar = ProgressBar(parts_total, enabled=self.show_progress)
         call = Call(
             Plan(unique, owners, pack(unique, self._limits)),
             settings=RequestSettings(
@@ -253,12 +285,52 @@ class _BaseClient(Generic[HTTP]):
             ),
             policy=self._policy,
             progress=_fan_out(progress, self.progress, bar.callback),
-            parts_total=len(prepared),
+            parts_total=parts_total,
             on_invalid=on_invalid,
             pieces=pieces,
+            recorder=recorder,
         )
-        call.usage = Usage(truncated=truncated)
+        call.usage = served + Usage(truncated=truncated)
         return _Started(call, known, refused, bar, digest)
+
+    def _from_cache(
+        self,
+        unique: list[Prepared],
+        owners: list[list[int]],
+        known: list[Vector | None],
+        pieces: Pieces,
+    ) -> tuple[list[Prepared], list[list[int]], list[str | None], Usage]:
+        """Serve what the cache holds (filling ``known`` and the pieces); return the parts
+        still to send, their owners and keys, and the usage of what was served."""
+        assert self.cache is not None
+        model, dimension = self._settings.model, self._settings.expected_dimension
+        keys = [self.cache.key(_identity(p), model, dimension) for p in unique]
+        hits = self.cache.get_many([k for k in keys if k is not None])
+        if not hits:
+            return unique, owners, keys, Usage()
+        text_price, media_price_ = media_price(model)
+        kept: list[int] = []
+        cached, saved = 0, 0.0
+        for position, key in enumerate(keys):
+            entry = hits.get(key) if key is not None else None
+            if entry is None:
+                kept.append(position)
+                continue
+            cached += 1
+            saved += entry.tokens * (media_price_ if entry.media else text_price) / 1_000_000
+            for n, slot in enumerate(owners[position]):
+                vector = entry.vector if n == 0 else list(entry.vector)
+                if not pieces.is_piece(slot):
+                    known[slot] = vector
+                elif (whole := pieces.take(slot, vector)) is not None:
+                    known[whole[0]] = whole[1]
+        served = Usage(cached=cached, saved_usd=saved)
+        return (
+            [unique[i] for i in kept],
+            [owners[i] for i in kept],
+            [keys[i] for i in kept],
+            served,
+        )
 
     def _finish(self, started: _Started) -> EmbedResult | PartialResult:
         call = started.call
@@ -320,6 +392,36 @@ class _Started:
     def workers(self, most: int) -> int:
         """How many workers the call needs: one per batch, up to ``most``."""
         return min(most, len(self.call.queue))
+
+
+def _identity(part: Prepared) -> str:
+    try:
+        return part.identity()
+    except InputError:  # the file went away: not cached, and its load reports it
+        return ""
+
+
+def _recorder(cache: EmbeddingCache, unique: list[Prepared], keys: list[str | None]) -> Recorder:
+    """What keeps each successful request's vectors in the cache, with the tokens each part
+    cost (the request's tokens shared by the parts' estimates, or evenly for media)."""
+
+    def record(items: list[int], answer: Answer) -> list[Vector]:
+        vectors = [as_float32(v) for v in answer.vectors]
+        parts = [unique[i] for i in items]
+        media = any(p.kind != "text" for p in parts)
+        usage = answer.usage
+        total = (usage.media_tokens if media else usage.text_tokens) or usage.prompt_tokens
+        weights = [1 if media else max(1, p.text_tokens) for p in parts]
+        share = [total * w // sum(weights) for w in weights]
+        entries = [
+            (key, Entry(vector, tokens, media))
+            for key, vector, tokens in zip((keys[i] for i in items), vectors, share, strict=True)
+            if key is not None
+        ]
+        cache.put_many(entries)
+        return vectors
+
+    return record
 
 
 def _fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback | None:
@@ -427,6 +529,9 @@ class Client(_BaseClient[httpx.Client]):
       in flight at once, shared by every call on this client.
     - ``max_parts_per_request`` (at most 20), ``max_request_bytes``: how requests are packed.
     - ``auto_fit``: re-encode images that break the limits (needs Pillow).
+    - ``cache``: an :class:`EmbeddingCache`, a path (an SQLite file), or a store with
+      ``mget``/``mset`` (a LangChain ``ByteStore``): content embedded before, by this
+      model at this size, is served from it and not sent (``usage.cached``).
     - ``long_text``: a text over the 1,024-token limit is embedded in pieces whose
       vectors are averaged (``"split"``, the default), cut to its longest start within
       the limit (``"truncate"``), or refused with :class:`TextTooLongError` (``"error"``).
@@ -614,7 +719,10 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
         on_invalid: OnInvalid = "raise",
     ) -> EmbedResult | PartialResult:
         """Embed each part into one vector, returned in input order; see :meth:`Client.embed`."""
-        started = self._start(parts, resume, progress, on_invalid)
+        if self.cache is None:
+            started = self._start(parts, resume, progress, on_invalid)
+        else:  # hashing the content and reading the cache must not block the event loop
+            started = await asyncio.to_thread(self._start, parts, resume, progress, on_invalid)
         try:
             workers = started.workers(self.max_concurrency)
             if workers:

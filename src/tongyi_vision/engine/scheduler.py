@@ -54,6 +54,9 @@ from .transport import AnswerTooLarge
 logger = logging.getLogger("tongyi_vision")
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+Recorder = Callable[[list[int], Answer], list[Vector]]
+"""Called with a successful request's unique parts and answer; returns the vectors to keep
+(the embedding cache stores them and hands back the float32 numbers it stores)."""
 OnInvalid = Literal["raise", "skip"]
 """What an embed call does with a part that is refused: raise, or skip it and go on."""
 
@@ -159,9 +162,11 @@ class Call:
         parts_total: int | None = None,
         on_invalid: OnInvalid = "raise",
         pieces: Pieces | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.plan = plan
         self.pieces = pieces
+        self.recorder = recorder
         self.settings = settings
         self.policy = policy
         self.progress = progress
@@ -320,9 +325,12 @@ class Call:
     # --- outcomes ---
 
     def _succeed(self, batch: Batch, answer: Answer) -> None:
+        # The cache keeps the batch's vectors (and gives back the numbers it keeps) before
+        # they count as done, so that a killed run has cached what it paid for.
+        vectors = answer.vectors if self.recorder is None else self.recorder(batch.items, answer)
         finished: dict[int, Vector] = {}
         with self._lock:
-            for unique, vector in zip(batch.items, answer.vectors, strict=True):
+            for unique, vector in zip(batch.items, vectors, strict=True):
                 self.results[unique] = vector
                 for slot in self.plan.owners[unique]:
                     if self.pieces is None or not self.pieces.is_piece(slot):

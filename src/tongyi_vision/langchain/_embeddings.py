@@ -91,6 +91,11 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
     picture."""
     auto_fit: bool = True
     """Re-encode local images that break the service's limits (size, format) with Pillow."""
+    cache: Any = Field(default=None, exclude=True)
+    """An embedding cache: a path (an SQLite file), a ``tongyi_vision.EmbeddingCache``, or
+    any LangChain ``ByteStore`` (``LocalFileStore``, Redis...). Content embedded before, by
+    this model at this size, is not sent again, images and video included (keyed by their
+    bytes, not their URI); ``usage.cached`` counts what it served. Not serialized."""
     long_text: LongText = "split"
     """A text over the 1,024-token limit: ``"split"`` embeds it in pieces and returns their
     length-weighted mean (what LangChain's default splitters need: their chunks are often
@@ -122,6 +127,7 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
             max_concurrency=self.max_concurrency,
             auto_fit=self.auto_fit,
             long_text=self.long_text,
+            cache=self.cache,
             default_headers=self.default_headers,
             show_progress=self.show_progress_bar,
             http_client=self.http_client,
@@ -138,9 +144,9 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
         self.__dict__["dimension"] = self._client.dimension
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> TongyiVisionEmbeddings:
-        """A copy with its own connections and copies of its settings (``http_client`` and
-        ``http_async_client`` are shared: connections cannot be copied)."""
-        shared = {"http_client", "http_async_client"}
+        """A copy with its own connections and copies of its settings (``http_client``,
+        ``http_async_client`` and ``cache`` are shared: connections cannot be copied)."""
+        shared = {"http_client", "http_async_client", "cache"}
         fields = {
             name: getattr(self, name)
             if name in shared

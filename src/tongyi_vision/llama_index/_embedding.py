@@ -86,6 +86,12 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
         description="A text over 1,024 tokens: 'split' (embed pieces, average), 'truncate', "
         "or 'error'.",
     )
+    cache: Any = Field(
+        default=None,
+        exclude=True,
+        description="An embedding cache: a path (SQLite file), an EmbeddingCache, or a store "
+        "with mget/mset. Content embedded before is not sent again; not serialised.",
+    )
     embed_media_references: bool = Field(
         default=True,
         description="Embed texts that are file:// or data: URIs of media (the content of "
@@ -149,6 +155,7 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
             max_concurrency=self.max_concurrency,
             auto_fit=self.auto_fit,
             long_text=self.long_text,
+            cache=self.cache,
             default_headers=self.default_headers,
             http_client=http_client,
         )
@@ -165,9 +172,11 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> TongyiVisionEmbedding:
         """A copy with its own connections and copies of its settings (an ``http_client``
-        passed in is shared, as connections cannot be copied)."""
+        passed in, the cache and the callback manager are shared)."""
         fields = {
-            name: copy.deepcopy(getattr(self, name), memo)
+            name: getattr(self, name)
+            if name in ("cache", "callback_manager")
+            else copy.deepcopy(getattr(self, name), memo)
             for name in type(self).model_fields
             if name not in ("api_key", "model_name")
         }

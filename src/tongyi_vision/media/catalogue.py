@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import os
 import warnings
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -45,7 +44,7 @@ from ..wire.formats import (
     sniff_video_format,
 )
 from . import imaging
-from .sources import file_uri, path_text, read_head
+from .sources import file_digest, file_uri, path_text, read_head
 
 MediaKind = Literal["image", "video", "text"]
 OnError = Literal["warn", "raise", "ignore"]
@@ -115,16 +114,7 @@ class MediaFile:
     def digest(self) -> str:
         """The SHA-256 of the file's content (read once, in blocks)."""
         if not self._digest:
-            hasher = hashlib.sha256()
-            try:
-                with self.path.open("rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        hasher.update(block)
-            except OSError as exc:
-                raise MediaNotFoundError(
-                    f"cannot be read ({exc.strerror or exc})", part=self.text
-                ) from exc
-            self._digest.append(hasher.hexdigest())
+            self._digest.append(file_digest(self.path, self.text))
         return self._digest[0]
 
 

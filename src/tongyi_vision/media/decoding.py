@@ -33,6 +33,9 @@ from .sources import describe_path, format_seconds, path_from, read_head, sniff_
 VideoSource = str | os.PathLike[str] | bytes
 
 DEFAULT_FRAMES = 8
+# Bumped whenever the sampling below changes the frames sent for the same clip, so that the
+# embedding cache does not serve a clip's vector made from other frames.
+SAMPLER_VERSION = 1
 # Frames are scaled so their long side is at most this: the model sees far less, and eight
 # frames of a 4K video would otherwise make a body of tens of megabytes.
 FRAME_MAX_SIDE = 1024

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -21,13 +22,14 @@ from ..wire.errors import (
 from ..wire.formats import HEAD_BYTES, IMAGE_MIME_TYPES, sniff_image_format
 from ..wire.limits import MAX_IMAGE_BYTES, MAX_IMAGES_PER_GROUP
 from . import imaging
-from .prepared import DATA_URI_OVERHEAD, Content, Prepared, constant
+from .prepared import DATA_URI_OVERHEAD, Content, Prepared, constant, digest, finish
 from .sources import (
     base64_length,
     data_uri,
     decode_data_uri,
     describe,
     describe_path,
+    file_digest,
     is_url,
     path_from,
     read_file,
@@ -93,8 +95,15 @@ class Image:
     def __hash__(self) -> int:
         return hash(("image", id(self._pil) if self._pil is not None else self.source))
 
-    def prepare(self) -> Prepared:
-        """Check the image and return how to load it; raises :class:`InputError` subclasses."""
+    def prepare(self, *, defer_checks: bool = False) -> Prepared:
+        """Check the image and return how to load it; raises :class:`InputError` subclasses.
+
+        With ``defer_checks`` the costly check (decoding the header) is left to the
+        returned part's ``check``, which the client runs for the parts it sends.
+        """
+        return finish(self._prepare(), defer_checks)
+
+    def _prepare(self) -> Prepared:
         source = self.source
         if self._pil is not None:
             return self._from_pil(self._pil)
@@ -104,7 +113,7 @@ class Image:
             )
         text = os.fspath(source)  # type: ignore[arg-type]
         if is_url(text):
-            return constant("image", "i:" + text, describe(text), {"image": text})
+            return constant("image", "i:" + text, describe(text), {"image": text}, "url:" + text)
         if text.startswith("data:"):
             return self._from_data_uri(text)
         return self._from_path(path_from(text))
@@ -128,23 +137,24 @@ class Image:
         ):
             # Already in the service's form: send the caller's string unchanged, once it is
             # known to decode.
-            _check_decodes(data, fmt, description)
             key = "i:" + hashlib.sha256(uri.encode()).hexdigest()
-            return constant("image", key, description, {"image": uri})
+            part = constant("image", key, description, {"image": uri}, "i:" + digest(data))
+            return replace(part, check=lambda: _check_decodes(data, fmt, description))
         # A mislabelled type, another format or too large: re-encode from the bytes.
         return self._from_bytes(data, fmt, description)
 
     def _from_bytes(self, data: bytes, fmt: str | None, description: str) -> Prepared:
         if not data:
             raise EmptyInputError("image is empty", part=description)
-        key = "i:" + hashlib.sha256(data).hexdigest()
-        return self._inline(key, description, fmt, len(data), lambda: data, data)
+        key = "i:" + digest(data)
+        return self._inline(key, description, fmt, len(data), lambda: data, data, lambda: key)
 
     def _from_path(self, path: Path) -> Prepared:
         description = describe_path(path)
         size, head = read_head(path, description)
         stat = path.stat()
-        key = f"p:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        # the file itself (not its name): links to it are one part
+        key = f"p:{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
         return self._inline(
             key,
             description,
@@ -152,6 +162,7 @@ class Image:
             size,
             lambda: read_file(path, description),
             path,
+            lambda: "i:" + file_digest(path, description),
         )
 
     def _inline(
@@ -162,11 +173,11 @@ class Image:
         size: int,
         read: Callable[[], bytes],
         source: bytes | Path,
+        identity: Callable[[], str],
     ) -> Prepared:
         """An image sent as a data URI: as it is if the service takes it, else re-encoded.
         Either way it is known to decode before any request of the call is sent."""
         if fmt in IMAGE_MIME_TYPES and size <= MAX_IMAGE_BYTES:
-            _check_decodes(source, fmt, description)
             mime = IMAGE_MIME_TYPES[fmt]
             return Prepared(
                 "image",
@@ -176,8 +187,10 @@ class Image:
                 1,
                 0,
                 lambda: {"image": data_uri(mime, read())},
+                identity,
+                lambda: _check_decodes(source, fmt, description),
             )
-        self._check_fit(fmt, size, description, source)
+        self._check_fit(fmt, size, description, source, cheap=True)
         return Prepared(
             "image",
             key,
@@ -186,6 +199,9 @@ class Image:
             1,
             0,
             lambda: {"image": self._fit(read(), description)},
+            # what is sent is our re-encoding: its rules are part of what makes the vector
+            lambda: f"{identity()}:fit{imaging.FIT_VERSION}",
+            lambda: self._check_fit(fmt, size, description, source),
         )
 
     def _from_pil(self, pil: PILImage) -> Prepared:
@@ -199,18 +215,29 @@ class Image:
                 return {"image": data_uri("image/png", data)}
             return {"image": self._fit(data, description)}
 
+        def identity() -> str:
+            pixels = f"{pil.mode}:{pil.width}x{pil.height}:".encode() + pil.tobytes()
+            return f"i:pil:{digest(pixels)}:fit{imaging.FIT_VERSION}"
+
         # PIL images are mutable: the same object, not equal pixels, makes equal parts.
         hint = base64_length(MAX_IMAGE_BYTES) + DATA_URI_OVERHEAD
-        return Prepared("image", f"pil:{id(pil)}", description, hint, 1, 0, load)
+        return Prepared("image", f"pil:{id(pil)}", description, hint, 1, 0, load, identity)
 
     def _check_fit(
-        self, fmt: str | None, size: int, description: str, source: bytes | Path
+        self,
+        fmt: str | None,
+        size: int,
+        description: str,
+        source: bytes | Path,
+        *,
+        cheap: bool = False,
     ) -> None:
         """Raise unless the image can be re-encoded to fit.
 
         Pillow decodes it cheaply here (see :func:`imaging.image_size`), so a
         file it cannot decode, or a decompression bomb, is refused before any
-        request is sent.
+        request is sent; with ``cheap``, only what needs no decoding is checked
+        (the rest is the part's ``check``).
         """
         if fmt in IMAGE_MIME_TYPES:
             problem = f"is {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte (3 MB) limit"
@@ -227,6 +254,8 @@ class Image:
                 "pip install 'tongyi-vision[image]'",
                 part=description,
             )
+        if cheap:
+            return
         try:
             imaging.image_size(source, description=description, verify=True)
         except CorruptMediaError as exc:
@@ -280,7 +309,11 @@ class MultiImage:
     def __hash__(self) -> int:
         return hash(("multi", tuple(self.images)))
 
-    def prepare(self) -> Prepared:
+    def prepare(self, *, defer_checks: bool = False) -> Prepared:
+        """Check the images and return how to load them (see :meth:`Image.prepare`)."""
+        return finish(self._prepare(), defer_checks)
+
+    def _prepare(self) -> Prepared:
         count = len(self.images)
         if count == 0:
             raise EmptyInputError("MultiImage has no images", part="MultiImage([])")
@@ -293,7 +326,7 @@ class MultiImage:
         prepared = []
         for position, image in enumerate(self.images):
             try:
-                prepared.append(image.prepare())
+                prepared.append(image.prepare(defer_checks=True))
             except InputError as exc:
                 exc.part = f"image {position} of MultiImage ({exc.part})"
                 exc.args = (exc._format(),)
@@ -303,6 +336,20 @@ class MultiImage:
         def load() -> Content:
             return {"multi_images": [p.load()["image"] for p in prepared]}
 
+        def identity() -> str:
+            members = [p.identity() for p in prepared]
+            remote = any(m.startswith("url:") for m in members)
+            return ("url:" if remote else "") + "m:" + "|".join(members)
+
+        def check() -> None:
+            for position, part in enumerate(prepared):
+                try:
+                    part.check()
+                except InputError as exc:
+                    exc.part = f"image {position} of MultiImage ({exc.part})"
+                    exc.args = (exc._format(),)
+                    raise
+
         return Prepared(
             "multi_images",
             key,
@@ -311,4 +358,6 @@ class MultiImage:
             count,
             0,
             load,
+            identity,
+            check,
         )

@@ -20,6 +20,9 @@ from ..wire.limits import MAX_DECODE_PIXELS
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
+# Bumped whenever the re-encoding below changes what is sent, so that the embedding cache
+# does not serve a vector of an image encoded by older rules.
+FIT_VERSION = 1
 _JPEG_QUALITIES = (95, 90, 85, 80)
 
 

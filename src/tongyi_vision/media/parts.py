@@ -54,15 +54,16 @@ def resolve_part(part: object) -> object:
     return block_part(part) if isinstance(part, Mapping) else part
 
 
-def prepare_part(part: object) -> Prepared:
-    """Check one part of a call; raises an :class:`InputError` naming what is wrong."""
+def prepare_part(part: object, *, defer_checks: bool = False) -> Prepared:
+    """Check one part of a call; raises an :class:`InputError` naming what is wrong (with
+    ``defer_checks``, the costly checks are the returned part's ``check``)."""
     part = resolve_part(part)
     if isinstance(part, str):
         return prepare_text(part)
     if isinstance(part, (Image, Video, MultiImage)):
-        return part.prepare()
+        return part.prepare(defer_checks=defer_checks)
     if is_pil(part):
-        return Image(part).prepare()  # type: ignore[arg-type]
+        return Image(part).prepare(defer_checks=defer_checks)  # type: ignore[arg-type]
     raise InputError(
         f"a part must be a str (text), Image, Video, MultiImage or a content block (a dict "
         f"with a 'type'), not {type(part).__name__}; wrap bytes or paths in Image(...) or "

@@ -9,9 +9,10 @@ the requests in flight in memory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..wire.errors import EmptyInputError, InputError, TextTooLongError
@@ -35,7 +36,14 @@ class Prepared:
     ``key`` identifies equal parts within a call (they are sent once);
     ``size_hint`` is the part's estimated size in the request body; ``images``
     counts against the per-request image limit; ``load`` builds the native
-    content.
+    content. ``identity`` names the content itself, wherever it came from (a
+    digest of a text's or a file's bytes, plus what changes the vector, such as
+    a clip's time range), for the embedding cache; it is computed only when
+    asked for (it may read a file), and starts with ``url:`` for content the
+    service downloads, whose bytes the client never sees. ``check`` is the
+    costly part of the checks (decoding an image's header, opening a video's
+    container): the client runs it before anything is sent, for the parts it
+    is going to send, not for those the cache serves.
     """
 
     kind: Kind
@@ -45,13 +53,33 @@ class Prepared:
     images: int
     text_tokens: int
     load: Callable[[], Content]
+    identity: Callable[[], str] = field(default=lambda: "", repr=False, compare=False)
+    check: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
 
-def constant(kind: Kind, key: str, description: str, content: Content) -> Prepared:
+def constant(kind: Kind, key: str, description: str, content: Content, identity: str) -> Prepared:
     """A part whose content is already in the service's form (a URL, a data URI)."""
     value = next(iter(content.values()))
     size = len(value) + VALUE_OVERHEAD if isinstance(value, str) else VALUE_OVERHEAD
-    return Prepared(kind, key, description, size, 1 if kind == "image" else 0, 0, lambda: content)
+    images = 1 if kind == "image" else 0
+    return Prepared(kind, key, description, size, images, 0, lambda: content, lambda: identity)
+
+
+def _checked() -> None:
+    """The check of a part already checked."""
+
+
+def finish(part: Prepared, defer_checks: bool) -> Prepared:
+    """A prepared part with its costly check run now, or left to the caller."""
+    if defer_checks:
+        return part
+    part.check()
+    return replace(part, check=_checked)
+
+
+def digest(data: bytes) -> str:
+    """The hex SHA-256 of some bytes: how the cache names content."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def prepare_text(text: str) -> Prepared:
@@ -83,4 +111,5 @@ def prepare_text(text: str) -> Prepared:
         images=0,
         text_tokens=tokens,
         load=lambda: {"text": text},
+        identity=lambda: "t:" + digest(text.encode("utf-8")),
     )

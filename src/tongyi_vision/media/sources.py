@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import math
 import os
 import re
 import sys
+import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -152,6 +154,41 @@ def read_file(path: Path, description: str) -> bytes:
         raise MediaNotFoundError(
             f"could not be read while sending ({exc.strerror or exc})", part=description
         ) from exc
+
+
+_DIGESTS: dict[tuple[int, int, int, int], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+_MAX_DIGESTS = 4096
+
+
+def file_digest(path: Path, description: str = "") -> str:
+    """The SHA-256 of a local file's content, read in blocks.
+
+    Remembered by file (device and inode), size and modification time for the life of
+    the process, so the clips of one video, or a file a loader already hashed, are read
+    once.
+    """
+    try:
+        stat = path.stat()
+        memo = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with _DIGESTS_LOCK:
+            known = _DIGESTS.get(memo)
+        if known is not None:
+            return known
+        hasher = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+    except OSError as exc:
+        raise MediaNotFoundError(
+            f"cannot be read ({exc.strerror or exc})", part=description or path_text(path)
+        ) from exc
+    digest = hasher.hexdigest()
+    with _DIGESTS_LOCK:
+        if len(_DIGESTS) >= _MAX_DIGESTS:
+            _DIGESTS.clear()
+        _DIGESTS[memo] = digest
+    return digest
 
 
 # --- media fragments: the time range of a clip in a file:// URI ---

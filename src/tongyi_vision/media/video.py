@@ -10,7 +10,6 @@ the default: up to eight frames sampled with PyAV, sent as one
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from ..wire.errors import InputError, MediaTooLargeError
 from ..wire.formats import HEAD_BYTES, VIDEO_MIME_TYPES
 from ..wire.limits import MAX_IMAGES_PER_GROUP, MAX_VIDEO_BYTES
 from . import decoding, sources
-from .prepared import DATA_URI_OVERHEAD, Content, Prepared, constant
+from .prepared import DATA_URI_OVERHEAD, Content, Prepared, constant, digest, finish
 
 VideoStrategy = Literal["url", "data_uri", "frames"]
 VideoSource = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -175,8 +174,15 @@ class Video:
             return sources.describe(text)
         return sources.describe_path(text)
 
-    def prepare(self) -> Prepared:
-        """Check the video and return how to load it; raises :class:`InputError` subclasses."""
+    def prepare(self, *, defer_checks: bool = False) -> Prepared:
+        """Check the video and return how to load it; raises :class:`InputError` subclasses.
+
+        With ``defer_checks`` the costly check (opening the container) is left to the
+        returned part's ``check``, which the client runs for the parts it sends.
+        """
+        return finish(self._prepare(), defer_checks)
+
+    def _prepare(self) -> Prepared:
         strategy = self.resolved_strategy()
         description = self._description()
         if strategy != "frames" and (self.start is not None or self.end is not None):
@@ -186,8 +192,8 @@ class Video:
             )
         source = self.source
         if strategy == "url":
-            url = os.fspath(source)
-            return constant("video", "v:" + str(url), description, {"video": url})
+            url = str(os.fspath(source))
+            return constant("video", "v:" + url, description, {"video": url}, "url:" + url)
         if strategy == "data_uri":
             if self._kind() == "data":
                 return _prepare_given_data_uri(str(os.fspath(source)), description)
@@ -197,15 +203,18 @@ class Video:
     def _prepare_data_uri(self, description: str) -> Prepared:
         """A local file or bytes sent whole, as a data URI of at most 10 MB."""
         read: Callable[[], bytes]
+        identity: Callable[[], str]
         if isinstance(self.source, bytes):
             data = self.source
-            size, head, key = len(data), data[:HEAD_BYTES], "v:" + hashlib.sha256(data).hexdigest()
+            size, head, key = len(data), data[:HEAD_BYTES], "v:" + digest(data)
             read = lambda: data  # noqa: E731
+            identity = lambda: key  # noqa: E731
         else:
             path = sources.path_from(self.source)
             size, head = sources.read_head(path, description)
             key = "vd:" + _file_identity(path)
             read = lambda: sources.read_file(path, description)  # noqa: E731
+            identity = lambda: "v:" + sources.file_digest(path, description)  # noqa: E731
         mime = VIDEO_MIME_TYPES[sources.sniff_video(head, size, description)]
         _check_video_size(size, description)
 
@@ -215,9 +224,8 @@ class Video:
             _check_video_size(len(data), description)
             return {"video": sources.data_uri(mime, data)}
 
-        return Prepared(
-            "video", key, description, sources.base64_length(size) + DATA_URI_OVERHEAD, 0, 0, load
-        )
+        hint = sources.base64_length(size) + DATA_URI_OVERHEAD
+        return Prepared("video", key, description, hint, 0, 0, load, identity)
 
     def _prepare_frames(self, description: str) -> Prepared:
         """Frames sampled from the video (or its time range), sent as one image group."""
@@ -232,27 +240,38 @@ class Video:
                 )
             )
             sources.sniff_video(source[:HEAD_BYTES], len(source), description)
-            identity = hashlib.sha256(source).hexdigest()
+            named = digest(source)
+            content: Callable[[], str] = lambda: named  # noqa: E731
         else:
             path = sources.path_from(self.source)
             size, head = sources.read_head(path, description)
             sources.sniff_video(head, size, description)
-            source, identity = str(path), _file_identity(path)
+            source, named = str(path), _file_identity(path)
+            content = lambda: sources.file_digest(path, description)  # noqa: E731
         start, end, count = self.start, self.end, self.frames
-        decoding.check_range(source, start=start, end=end)
-        key = f"vf:{identity}:{start}:{end}:{count}"
+        key = f"vf:{named}:{start}:{end}:{count}"
 
         def load() -> Content:
             frames = decoding.sample_frames(source, start=start, end=end, count=count)
             return {"multi_images": [sources.data_uri("image/jpeg", f.jpeg) for f in frames]}
 
-        return Prepared("multi_images", key, description, count * _FRAME_HINT, count, 0, load)
+        def identity() -> str:
+            # The frames sent follow from the file, the range, the count and the sampler.
+            sampler = decoding.SAMPLER_VERSION
+            return f"vf:{content()}:{start}:{end}:{count}:s{sampler}"
+
+        def check() -> None:
+            decoding.check_range(source, start=start, end=end)
+
+        hint = count * _FRAME_HINT
+        return Prepared("multi_images", key, description, hint, count, 0, load, identity, check)
 
 
 def _file_identity(path: Path) -> str:
-    """A local file within a call: the same path, size and modification time are one part."""
+    """A local file within a call: the same file (device and inode, so links to it too), size
+    and modification time are one part."""
     stat = path.stat()
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _check_video_size(size: int, description: str) -> None:
@@ -273,5 +292,5 @@ def _prepare_given_data_uri(uri: str, description: str) -> Prepared:
     size = len(payload) * 3 // 4
     _check_video_size(size, description)
     sources.sniff_video(head, size, description)
-    key = "v:" + hashlib.sha256(uri.encode()).hexdigest()
-    return constant("video", key, description, {"video": uri})
+    key = "v:" + digest(uri.encode())
+    return constant("video", key, description, {"video": uri}, key)

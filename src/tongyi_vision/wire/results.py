@@ -23,7 +23,9 @@ class Usage:
 
     ``pieces`` counts the pieces that texts over the token limit were embedded
     in (``long_text="split"``), each billed as a text of its own; ``truncated``
-    counts texts cut to fit (``long_text="truncate"``).
+    counts texts cut to fit (``long_text="truncate"``). ``cached`` counts the
+    distinct parts served from the embedding cache (nothing sent for them), and
+    ``saved_usd`` what they cost when they were embedded.
     """
 
     prompt_tokens: int = 0
@@ -38,6 +40,8 @@ class Usage:
     modality_estimated: bool = False
     pieces: int = 0
     truncated: int = 0
+    cached: int = 0
+    saved_usd: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
@@ -55,6 +59,8 @@ class Usage:
             modality_estimated=self.modality_estimated or other.modality_estimated,
             pieces=self.pieces + other.pieces,
             truncated=self.truncated + other.truncated,
+            cached=self.cached + other.cached,
+            saved_usd=self.saved_usd + other.saved_usd,
         )
 
     def priced(self, model: str) -> Usage:
