@@ -34,6 +34,7 @@ THEIRS = (
     ("emulator_throughput.py", "emulator-throughput", "Emulator throughput"),
     ("video_decode.py", "video-decoding", "Video decoding"),
     ("token_estimate.py", "token-estimate", "Token estimate"),
+    ("cache_hits.py", "cache-hits", "Cache hits"),
 )
 KEPT = "analysis"
 TIMEOUT = 900
