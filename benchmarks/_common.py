@@ -163,17 +163,24 @@ def main(run: Callable[[bool], Result], argv: Sequence[str] | None = None) -> in
 # --- sections of docs/benchmarks.md -----------------------------------------------------------
 
 
-def marked_section(name: str, owner: str, body: str) -> str:
-    """``body`` between the markers of section ``name``, which say who wrote it."""
+KEPT_BY_RUN = "benchmarks/run.py keeps it as it is"
+
+
+def marked_section(name: str, owner: str, body: str, note: str = KEPT_BY_RUN) -> str:
+    """``body`` between the markers of section ``name``, which say who wrote it (and
+    ``note``: how it is kept up to date)."""
     return (
-        f"<!-- section: {name} (written by {owner}; benchmarks/run.py keeps it as it is) -->\n"
+        f"<!-- section: {name} (written by {owner}; {note}) -->\n"
         f"{body.strip()}\n<!-- end section: {name} -->"
     )
 
 
-def write_section(name: str, owner: str, body: str, doc: Path = DOC) -> None:
-    """Replace (or append) section ``name`` of ``doc`` with ``body``, nothing else."""
-    block = marked_section(name, owner, body)
+def write_section(
+    name: str, owner: str, body: str, doc: Path = DOC, note: str = KEPT_BY_RUN
+) -> None:
+    """Replace (or append) section ``name`` of ``doc`` with ``body``, nothing else (``doc``
+    may be another page of docs/; ``note`` then says what rewrites the section)."""
+    block = marked_section(name, owner, body, note)
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     pattern = re.compile(
         rf"<!-- section: {re.escape(name)}\b.*?-->\n.*?<!-- end section: {re.escape(name)} -->",

@@ -22,6 +22,7 @@ from tongyi_vision import (
     RateLimitError,
     ServerError,
     TongyiVisionError,
+    UnknownModelWarning,
     estimate_text_tokens,
 )
 
@@ -51,7 +52,8 @@ def test_wrong_key_is_authentication_error(
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_unknown_model_is_not_found(client_factory: Callable[..., Client], dialect: str) -> None:
-    client = client_factory(dialect, model="tongyi-embedding-vision-max")
+    with pytest.warns(UnknownModelWarning, match="tongyi-embedding-vision-max"):
+        client = client_factory(dialect, model="tongyi-embedding-vision-max")
     with pytest.raises(NotFoundError) as caught:
         client.embed(["hello"])
     assert caught.value.status == 404

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests._core_fakes import FakeService, MakeClient, Seen, text_vector, vector_for
-from tongyi_vision import APIResponseValidationError, Image, Usage
+from tongyi_vision import APIResponseValidationError, Image, UnknownModelWarning, Usage
 from tongyi_vision.wire.dialects import native_usage, parse_answer
 from tongyi_vision.wire.models import NativeUsage
 
@@ -118,7 +118,8 @@ def test_unknown_model_takes_the_size_of_the_first_vector_but_refuses_mixed_size
 ) -> None:
     mixed = openai_answer([{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0]}])
     service = FakeService(fail=lambda seen: httpx.Response(200, content=mixed))
-    client = make_client(service, model="tongyi-embedding-vision-next", max_retries=0)
+    with pytest.warns(UnknownModelWarning, match="tongyi-embedding-vision-next"):
+        client = make_client(service, model="tongyi-embedding-vision-next", max_retries=0)
     with pytest.raises(APIResponseValidationError, match="index 1 has 1 dimensions"):
         client.embed(["a", "b"])
     assert client.dimension is None

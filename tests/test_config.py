@@ -105,7 +105,8 @@ def test_openai_dialect_refuses_another_dimension() -> None:
         ("tongyi-embedding-vision-flash", 64),
         ("tongyi-embedding-vision-flash", 768),
         ("tongyi-embedding-vision-plus", 1024),
-        ("tongyi-embedding-vision-plus-2026-01-09", 128),
+        ("tongyi-embedding-vision-plus-2026-03-06", 128),
+        ("tongyi-embedding-vision-plus-2026-03-06", 300),
     ],
 )
 def test_native_dialect_takes_the_models_dimensions(model: str, dimension: int) -> None:
@@ -134,7 +135,7 @@ def test_dimension_must_be_a_positive_int(bad: object) -> None:
         ("max_retries", -1),
         ("max_concurrency", 0),
         ("max_parts_per_request", 0),
-        ("max_parts_per_request", 21),
+        ("max_request_tokens", 0),
         ("max_request_bytes", 10),
         ("max_concurrency", 2.5),
     ],

@@ -15,6 +15,7 @@ from tongyi_vision import (
     AsyncClient,
     AuthenticationError,
     Client,
+    RateLimitError,
     ServerError,
 )
 from tongyi_vision.engine.config import Secret, resolve_settings
@@ -51,6 +52,21 @@ def test_an_error_echoing_the_key_is_redacted(make_client: MakeClient) -> None:
     for text in (str(error), repr(error), error.message, *map(str, error.args)):
         assert KEY not in text
     assert "Invalid API-key provided: **********" in str(error)
+
+
+def test_a_short_key_is_masked_as_a_word_not_inside_other_words(make_client: MakeClient) -> None:
+    # A one-letter key (as in a quick test) must not mangle the service's words, or the
+    # message read for the kind of rate limit: "quickly" stays "quickly".
+    service = FakeService(
+        fail=lambda seen: error_response(
+            429, code="Throttling", message="Request rate increased too quickly (key k)"
+        )
+    )
+    client = make_client(service, api_key="k", max_retries=0)
+    with pytest.raises(RateLimitError) as caught:
+        client.embed(["x"])
+    assert "too quickly (key **********)" in str(caught.value)
+    assert caught.value.limit == "surge"
 
 
 def test_a_non_json_error_body_echoing_the_key_is_redacted(make_client: MakeClient) -> None:

@@ -4,6 +4,10 @@
 >>> with Client() as client:
 ...     result = client.embed(["a red bicycle", Image("bike.jpg")])
 
+On the dated snapshots, a :class:`Fused` part embeds a text and images (and a video)
+into one vector, and ``embed_query(text, instruct=...)`` sends a task instruction with
+a query; see ``docs/models.md``.
+
 LangChain and LlamaIndex adapters live in :mod:`tongyi_vision.langchain` and
 :mod:`tongyi_vision.llama_index`; a local emulator of the API in
 :mod:`tongyi_vision.emulator`; sample media for demos and tests in
@@ -14,11 +18,13 @@ from ._public import show_as_public
 from ._version import __version__
 from .engine.cache import CacheStore, CacheWarning, EmbeddingCache, SQLiteStore
 from .engine.client import AsyncClient, Client
+from .engine.config import UnknownModelWarning
 from .engine.pieces import LongText
 from .engine.scheduler import OnInvalid
 from .media.catalogue import MediaFile, OnError, SkippedFile, scan
 from .media.clips import VideoClip, clip_bounds, iter_clips
 from .media.decoding import VideoInfo, probe_video
+from .media.fused import Fused
 from .media.image import Image, MultiImage
 from .media.parts import Part
 from .media.references import media_part
@@ -36,6 +42,7 @@ from .wire.errors import (
     ConflictError,
     ContentModerationError,
     CorruptMediaError,
+    DimensionMismatchError,
     EmptyInputError,
     InputError,
     MediaNotFoundError,
@@ -53,13 +60,23 @@ from .wire.errors import (
     TooManyImagesError,
     UnsupportedMediaError,
 )
-from .wire.limits import FLASH, MODELS, PLUS, ModelSpec, estimate_text_tokens
+from .wire.limits import (
+    FLASH,
+    FLASH_SNAPSHOT,
+    MODELS,
+    PLUS,
+    PLUS_SNAPSHOT,
+    ModelSpec,
+    estimate_text_tokens,
+)
 from .wire.results import EmbedResult, ProgressEvent, Usage
 
 __all__ = [
     "FLASH",
+    "FLASH_SNAPSHOT",
     "MODELS",
     "PLUS",
+    "PLUS_SNAPSHOT",
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",
@@ -75,9 +92,11 @@ __all__ = [
     "ConflictError",
     "ContentModerationError",
     "CorruptMediaError",
+    "DimensionMismatchError",
     "EmbedResult",
     "EmbeddingCache",
     "EmptyInputError",
+    "Fused",
     "Image",
     "InputError",
     "LongText",
@@ -103,6 +122,7 @@ __all__ = [
     "TextTooLongError",
     "TongyiVisionError",
     "TooManyImagesError",
+    "UnknownModelWarning",
     "UnsupportedMediaError",
     "Usage",
     "Video",

@@ -50,7 +50,8 @@ def running_emulator(config: EmulatorConfig | None = None, **options: Any) -> It
 
     Options are the fields of :class:`EmulatorConfig`, e.g. ``api_key="k"``,
     ``latency=0.05`` or ``"0.05-0.2"``, ``max_concurrency=4``, ``rpm=600``,
-    ``fail_rate=0.1``, ``seed=1``, ``usage_shape="old"``,
+    ``fail_rate=0.1``, ``seed=1``, ``usage_shape="old"``, ``tpm=100_000``,
+    ``surge=3``, ``region="beijing"``, ``key_regions={"sk-intl": "singapore"}``,
     ``media_roots={"http://media.test/": "photos"}``. The server stops when the
     block ends.
     """

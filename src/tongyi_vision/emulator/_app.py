@@ -23,7 +23,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..wire.limits import MODELS, ModelSpec, base_model
 from ..wire.models import (
     NATIVE_PATH,
     OPENAI_PATH,
@@ -35,11 +34,14 @@ from ..wire.models import (
 )
 from ._config import EmulatorConfig
 from ._errors import ApiFault, bad_request, error_body
-from ._faults import FAULT_HEADER, Fault, LoadState
-from ._media import Embedded, Options, check_raw_counts, embed_contents
+from ._faults import FAULT_HEADER, Fault, LoadState, Throttled
+from ._media import Embedded, check_fusion, check_raw_counts, embed_contents
+from ._models import gateway_options, native_options, served_model
 
 # Bodies above this size are parsed and embedded on a worker thread, off the event loop.
 _INLINE_BODY_BYTES = 32 * 1024
+# What the service says to a wrong key, and to a key of the other region: the same words.
+INVALID_KEY_MESSAGE = "Invalid API-key provided."
 _MALFORMED_BODY = b"<html><body><h1>502 Bad Gateway</h1>upstream hiccup</body></html>"
 
 Peer = tuple[str, int]
@@ -135,7 +137,7 @@ class Emulator:
         # answer belongs to neither dialect, so a refusal comes in the native error shape.
         if self.config.api_key is not None:
             try:
-                self._authenticate(request)
+                self._authenticate(request, "stats")
             except ApiFault as problem:
                 return self._error("dashscope", problem, str(uuid.uuid4()))
         return JSONResponse({**self.load.stats.as_dict(), "in_flight": self.load.in_flight})
@@ -153,13 +155,11 @@ class Emulator:
         stats.requests += 1
         request_id = str(uuid.uuid4())
         try:
-            self._authenticate(request)
+            self._authenticate(request, dialect)
             fault = self._fault(request)
-            wait = self.load.admit()
-            if wait is not None:
-                raise ApiFault(
-                    429, "too many requests in flight or in the window", retry_after=wait
-                )
+            throttled = self.load.admission()
+            if throttled is not None:
+                raise _throttle(throttled)
             try:
                 response = await self._admitted(request, dialect, fault, request_id)
             finally:
@@ -196,6 +196,10 @@ class Emulator:
         # Decoding images and reading mapped files would stall every other request: off the loop.
         offload = len(body) > _INLINE_BODY_BYTES or (self.config.media_roots and b"http" in body)
         answer = await run_in_threadpool(work) if offload else work()
+        # Tokens are known once the answer is: a request over the token windows is refused now.
+        throttled = self.load.take_tokens(answer.tokens)
+        if throttled is not None:
+            raise _throttle(throttled)
         headers = {"x-request-id": request_id}
         if fault and fault.breaks_answer:
             self.load.stats.damaged += 1
@@ -206,14 +210,23 @@ class Emulator:
         stats.billed_tokens += answer.tokens
         return Response(answer.body, media_type="application/json", headers=headers)
 
-    def _authenticate(self, request: Request) -> None:
+    def _authenticate(self, request: Request, route: str) -> None:
+        """Check the Bearer key. On the native path (``route`` ``dashscope``) a key bound to
+        the region the emulator does not play is refused as the service refuses it: the same
+        401 as any wrong key. Keys bound to a region are accepted beside ``api_key``."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise ApiFault(401, "no API key: send the header Authorization: Bearer <key>")
-        expected = self.config.api_key
+        config = self.config
+        region = config.region_of(key)
+        if region is not None:
+            if route == "dashscope" and config.region not in (None, region):
+                raise ApiFault(401, INVALID_KEY_MESSAGE)
+            return
+        expected = config.api_key
         if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
-            raise ApiFault(401, "invalid API key")
+            raise ApiFault(401, INVALID_KEY_MESSAGE)
 
     def _fault(self, request: Request) -> Fault | None:
         header = request.headers.get(FAULT_HEADER)
@@ -262,7 +275,7 @@ class Emulator:
             contents = request.contents()
         except (ValidationError, ValueError) as exc:
             raise bad_request(f"invalid request body: {_describe(exc)}") from exc
-        spec = _model(request.model)
+        spec = served_model(request.model)
         if request.dimensions is not None and request.dimensions != spec.default_dimension:
             raise bad_request(
                 f"{spec.name} makes {spec.default_dimension}-dimensional vectors here; "
@@ -270,7 +283,8 @@ class Emulator:
                 param="dimensions",
             )
         where = "input.contents" if not isinstance(request.input, (str, list)) else "input"
-        options = Options("openai", spec.default_dimension, 1.0, self.config.media_roots)
+        check_fusion(contents, where, spec)
+        options = gateway_options(spec, self.config.media_roots)
         items = embed_contents(contents, options, where)
         tokens = sum(_tokens(item) for item in items)
         encode: Callable[[list[float]], Any] = (
@@ -288,31 +302,17 @@ class Emulator:
         parsed = _parse(body)
         raw = parsed.get("input")
         check_raw_counts(raw.get("contents") if isinstance(raw, dict) else None, "input.contents")
+        # The parameters are checked as sent (see native_options), not as a model coerces them.
+        parameters = parsed.pop("parameters", None)
         try:
             request = NativeRequest.model_validate(parsed)
         except ValidationError as exc:
             raise bad_request(f"invalid request body: {_describe(exc)}") from exc
-        spec = _model(request.model)
-        parameters = request.parameters
-        dimension = spec.default_dimension
-        fps = 1.0
-        if parameters is not None:
-            if parameters.dimension is not None:
-                if parameters.dimension not in spec.dimensions:
-                    raise bad_request(
-                        f"dimension {parameters.dimension} is not one of "
-                        f"{', '.join(map(str, spec.dimensions))} for {spec.name}",
-                        param="parameters.dimension",
-                    )
-                dimension = parameters.dimension
-            if parameters.fps is not None:
-                if not 0.0 <= parameters.fps <= 1.0:
-                    raise bad_request("fps must be in [0, 1]", param="parameters.fps")
-                fps = parameters.fps
-            if parameters.output_type not in (None, "dense"):
-                raise bad_request("output_type must be 'dense'", param="parameters.output_type")
-        options = Options("dashscope", dimension, fps, self.config.media_roots)
-        items = embed_contents(request.input.contents, options, "input.contents")
+        spec = served_model(request.model)
+        options = native_options(spec, parameters, self.config.media_roots)
+        contents = request.input.contents
+        check_fusion(contents, "input.contents", spec)
+        items = embed_contents(contents, options, "input.contents")
         embeddings = [
             {"index": index, "embedding": item.vector, "type": item.kind}
             for index, item in enumerate(items)
@@ -410,15 +410,8 @@ def _parse(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _model(name: str) -> ModelSpec:
-    spec = MODELS.get(base_model(name))
-    if spec is None:
-        raise ApiFault(
-            404,
-            f"model {name!r} does not exist; known models: {', '.join(MODELS)}",
-            param="model",
-        )
-    return spec
+def _throttle(throttled: Throttled) -> ApiFault:
+    return ApiFault(429, throttled.message, code=throttled.code, retry_after=throttled.retry_after)
 
 
 def _tokens(item: Embedded) -> int:

@@ -10,7 +10,15 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from ..wire.errors import MissingDependencyError
-from ._config import EmulatorConfig, parse_latency, parse_media_root, require_server
+from ._config import (
+    REGIONS,
+    EmulatorConfig,
+    Region,
+    parse_key_region,
+    parse_latency,
+    parse_media_root,
+    require_server,
+)
 
 # Where the key may come from instead of --api-key: a flag is visible to every user in `ps`.
 API_KEY_VARIABLE = "TONGYI_VISION_EMULATOR_API_KEY"
@@ -30,11 +38,25 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _factor(value: str) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number >= 1):
+        raise argparse.ArgumentTypeError(f"must be a factor >= 1, not {value}")
+    return number
+
+
 def _seconds(value: str) -> float:
     number = float(value)
     if not (math.isfinite(number) and number > 0):
         raise argparse.ArgumentTypeError(f"must be seconds > 0, not {value}")
     return number
+
+
+def _key_region(value: str) -> tuple[str, Region]:
+    try:
+        return parse_key_region(value)
+    except ValueError as exc:  # its message hides the key, argparse's own would not
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--api-key",
         help=(
-            f"the only key accepted (default: ${API_KEY_VARIABLE} if set, which keeps the key "
-            "out of `ps`; else any non-empty Bearer key); the flag wins over the variable"
+            f"the only key accepted besides --key-region keys (default: ${API_KEY_VARIABLE} "
+            "if set, which keeps the key out of `ps`; else any non-empty Bearer key); the flag "
+            "wins over the variable"
         ),
     )
     add(
@@ -73,8 +96,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="delay per embeddings request: fixed (0.1) or a uniform range (0.05-0.2)",
     )
     add("--max-concurrency", type=_positive_int, help="answer 429 beyond N requests in flight")
-    add("--rpm", type=_positive_int, help="answer 429 beyond N requests per minute")
-    add("--rps", type=float, help="answer 429 beyond R requests per second")
+    add(
+        "--rpm",
+        type=_positive_int,
+        metavar="N",
+        help=(
+            "answer 429 Throttling.RateQuota beyond N requests per minute, and (from 60 up) "
+            "beyond N/60 per second"
+        ),
+    )
+    add("--rps", type=float, help="answer 429 Throttling.RateQuota beyond R requests per second")
+    add(
+        "--tpm",
+        type=_positive_int,
+        metavar="N",
+        help=(
+            "answer 429 Throttling.AllocationQuota beyond N tokens per minute, and beyond N/60 "
+            "per second (a request larger than that passes when nothing else is counted)"
+        ),
+    )
+    add(
+        "--surge",
+        type=_factor,
+        metavar="FACTOR",
+        help=(
+            "answer 429 Throttling (request rate increased too quickly) to a request that "
+            "would make the last second hold more than FACTOR times the requests per second "
+            "of the minute before, counted as at least 1 per second"
+        ),
+    )
+    add(
+        "--region",
+        choices=REGIONS,
+        help=(
+            "the region the emulator plays on the native path: a key bound to the other one "
+            "by --key-region gets 401 InvalidApiKey (default: both, any bound key is accepted)"
+        ),
+    )
+    add(
+        "--key-region",
+        action="append",
+        default=[],
+        type=_key_region,
+        metavar="KEY=REGION",
+        help=(
+            "bind KEY to a region (singapore or beijing), repeatable; bound keys are accepted "
+            "beside --api-key, and refused by an emulator playing the other --region"
+        ),
+    )
     add(
         "--retry-after",
         type=float,
@@ -159,6 +228,10 @@ def config_from_args(
         max_concurrency=args.max_concurrency,
         rpm=args.rpm,
         rps=args.rps,
+        tpm=args.tpm,
+        surge=args.surge,
+        region=args.region,
+        key_regions=tuple(args.key_region),
         retry_after=args.retry_after,
         fail_rate=args.fail_rate,
         throttle_rate=args.throttle_rate,

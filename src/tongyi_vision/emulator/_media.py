@@ -5,22 +5,25 @@ counts follow the documented formulas (docs/emulator.md, "Usage"):
 
 - text: :func:`~tongyi_vision.wire.limits.estimate_text_tokens`;
 - image: :func:`~tongyi_vision.wire.limits.image_tokens_for_pixels` of its size; an
-  http(s) image the emulator cannot read counts as 512 x 512 pixels;
-- video: one 448 x 448 frame per second at ``fps`` frames per second (at least
-  one frame); a video's length is taken as 10 seconds, since the emulator does
-  not decode video.
+  http(s) image the emulator cannot read counts as 512 x 512 pixels; on a dated
+  snapshot, the fixed count of its ``res_level`` instead;
+- video: one 448 x 448 frame per second scaled by the ratio ``fps`` (at least one
+  frame, at most ``max_video_frames`` on a snapshot); a video's length is taken as
+  10 seconds, since the emulator does not decode video.
+
+A content of a snapshot may hold several modalities (fusion): its members are checked and
+billed as parts of their own, and give one vector together.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import math
 import os
 import stat
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..wire.formats import (
@@ -37,16 +40,47 @@ from ..wire.limits import (
     MAX_PARTS_PER_REQUEST,
     MAX_TEXT_TOKENS,
     MAX_VIDEO_BYTES,
+    ModelSpec,
     estimate_text_tokens,
     image_tokens_for_pixels,
 )
 from ..wire.models import NativeContent
 from . import _vectors
 from ._errors import ApiFault, bad_request
+from ._models import Options, fusing_model, image_tokens, video_frames
 
 URL_IMAGE_SIZE = (512, 512)
 VIDEO_SECONDS = 10.0
 VIDEO_FRAME_SIZE = (448, 448)
+
+
+# The keys of a content, in the order a fused content's members are embedded and summed.
+CONTENT_KEYS = ("text", "image", "multi_images", "video")
+
+
+def members(content: NativeContent) -> list[NativeContent]:
+    """The single-key contents ``content`` is made of: itself, or, for a content holding
+    several modalities (fusion), one per key."""
+    keys = [key for key in CONTENT_KEYS if getattr(content, key) is not None]
+    if len(keys) < 2:
+        return [content]
+    return [NativeContent.model_validate({key: getattr(content, key)}) for key in keys]
+
+
+def check_fusion(contents: Sequence[NativeContent], where: str, spec: ModelSpec) -> None:
+    """Refuse (400) a content holding several modalities unless ``spec`` fuses them."""
+    if spec.fuses:
+        return
+    for index, content in enumerate(contents):
+        parts = members(content)
+        if len(parts) > 1:
+            param = f"{where}[{index}]"
+            raise bad_request(
+                f"{param} holds {' and '.join(part.kind for part in parts)}: {spec.name} "
+                "does not fuse modalities; send each as a content of its own, or use "
+                f"{fusing_model(spec)} for one fused vector",
+                param=param,
+            )
 
 
 @dataclass(frozen=True)
@@ -60,16 +94,6 @@ class Embedded:
     video_tokens: int = 0
     images: int = 0
     video_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Options:
-    """What a request's embedding depends on besides its contents."""
-
-    dialect: str
-    dimension: int
-    fps: float
-    media_roots: tuple[tuple[str, Path], ...]
 
 
 def check_raw_counts(contents: object, where: str) -> None:
@@ -96,29 +120,37 @@ def check_counts(contents: Sequence[NativeContent], where: str) -> None:
     images = 0
     for index, content in enumerate(contents):
         param = f"{where}[{index}]"
-        if content.text is not None:
-            if not content.text.strip():
-                raise bad_request("text is empty", param=param, empty=True)
-            tokens = estimate_text_tokens(content.text)
-            if tokens > MAX_TEXT_TOKENS:
-                raise bad_request(
-                    f"text is {tokens} tokens, over the limit of {MAX_TEXT_TOKENS}", param=param
-                )
-        elif content.image is not None:
-            images += 1
-        elif content.multi_images is not None:
-            group = len(content.multi_images)
-            if group == 0:
-                raise bad_request("multi_images is empty", param=param, empty=True)
-            if group > MAX_IMAGES_PER_GROUP:
-                raise _too_big_a_group(group, param)
-            images += group
+        for part in members(content):
+            images += _check_member(part, param)
     if images > MAX_IMAGES_PER_REQUEST:
         raise bad_request(
             f"{images} images in one request (multi_images members count); "
             f"at most {MAX_IMAGES_PER_REQUEST} are allowed",
             param=where,
         )
+
+
+def _check_member(content: NativeContent, param: str) -> int:
+    """Check one single-key content; the number of images it holds."""
+    if content.text is not None:
+        if not content.text.strip():
+            raise bad_request("text is empty", param=param, empty=True)
+        tokens = estimate_text_tokens(content.text)
+        if tokens > MAX_TEXT_TOKENS:
+            raise bad_request(
+                f"text is {tokens} tokens, over the limit of {MAX_TEXT_TOKENS}", param=param
+            )
+        return 0
+    if content.image is not None:
+        return 1
+    if content.multi_images is not None:
+        group = len(content.multi_images)
+        if group == 0:
+            raise bad_request("multi_images is empty", param=param, empty=True)
+        if group > MAX_IMAGES_PER_GROUP:
+            raise _too_big_a_group(group, param)
+        return group
+    return 0
 
 
 def _too_many_parts(count: int, where: str) -> ApiFault:
@@ -138,27 +170,55 @@ def _too_big_a_group(count: int, param: str) -> ApiFault:
 def embed_contents(
     contents: Sequence[NativeContent], options: Options, where: str
 ) -> list[Embedded]:
-    """Check every content fully and embed it; the first problem raises :class:`ApiFault`."""
+    """Check every content fully and embed it; the first problem raises :class:`ApiFault`.
+    A content holding several modalities gives one fused vector (see :func:`check_fusion`
+    for the models that refuse it)."""
     check_counts(contents, where)
     out = []
     for index, content in enumerate(contents):
         param = f"{where}[{index}]"
-        if content.text is not None:
-            text = content.text
-            vector = _vectors.text_vector(text, options.dimension)
-            out.append(Embedded("text", vector, text_tokens=estimate_text_tokens(text)))
-        elif content.image is not None:
-            vector, tokens = _image(content.image, options, param)
-            out.append(Embedded("image", vector, image_tokens=tokens, images=1))
-        elif content.video is not None:
-            out.append(_video(content.video, options, param))
+        parts = members(content)
+        if len(parts) > 1:
+            embedded = _fuse([_embed(m, options, f"{param}.{m.kind}") for m in parts], options)
         else:
-            group = content.multi_images or []
-            members = [_image(v, options, f"{param}[{i}]") for i, v in enumerate(group)]
-            vector = _vectors.mean_vector([m[0] for m in members], options.dimension)
-            tokens = sum(m[1] for m in members)
-            out.append(Embedded("multi_images", vector, image_tokens=tokens, images=len(group)))
+            embedded = _embed(content, options, param)
+        if options.instruct is not None:
+            vector = _vectors.instructed_vector(
+                embedded.vector, options.instruct, options.dimension
+            )
+            embedded = replace(embedded, vector=vector)
+        out.append(embedded)
     return out
+
+
+def _embed(content: NativeContent, options: Options, param: str) -> Embedded:
+    if content.text is not None:
+        text = content.text
+        vector = _vectors.text_vector(text, options.dimension)
+        return Embedded("text", vector, text_tokens=estimate_text_tokens(text))
+    if content.image is not None:
+        vector, tokens = _image(content.image, options, param)
+        return Embedded("image", vector, image_tokens=tokens, images=1)
+    if content.video is not None:
+        return _video(content.video, options, param)
+    group = content.multi_images or []
+    images = [_image(v, options, f"{param}[{i}]") for i, v in enumerate(group)]
+    vector = _vectors.mean_vector([m[0] for m in images], options.dimension)
+    tokens = sum(m[1] for m in images)
+    return Embedded("multi_images", vector, image_tokens=tokens, images=len(group))
+
+
+def _fuse(parts: Sequence[Embedded], options: Options) -> Embedded:
+    """One vector for a fused content, billed as its members are."""
+    return Embedded(
+        "fused",
+        _vectors.fused_vector([part.vector for part in parts], options.dimension),
+        text_tokens=sum(part.text_tokens for part in parts),
+        image_tokens=sum(part.image_tokens for part in parts),
+        video_tokens=sum(part.video_tokens for part in parts),
+        images=sum(part.images for part in parts),
+        video_seconds=sum(part.video_seconds for part in parts),
+    )
 
 
 def _image(value: str, options: Options, param: str) -> tuple[_vectors.Vector, int]:
@@ -167,9 +227,8 @@ def _image(value: str, options: Options, param: str) -> tuple[_vectors.Vector, i
     elif value.startswith(("http://", "https://")):
         path = _local_path(value, options.media_roots, param)
         if path is None:
-            return _vectors.url_vector("image", value, options.dimension), image_tokens_for_pixels(
-                *URL_IMAGE_SIZE
-            )
+            tokens = image_tokens(options, image_tokens_for_pixels(*URL_IMAGE_SIZE))
+            return _vectors.url_vector("image", value, options.dimension), tokens
         data = _read(path, value, "image", MAX_IMAGE_BYTES, param)
     else:
         raise bad_request(
@@ -193,12 +252,12 @@ def _image(value: str, options: Options, param: str) -> tuple[_vectors.Vector, i
     except Exception as exc:
         # Pillow raises many types for broken files; all mean the same to the caller.
         raise bad_request(f"image cannot be decoded ({type(exc).__name__})", param=param) from exc
-    return _vectors.pixel_vector(pixels, options.dimension), image_tokens_for_pixels(width, height)
+    tokens = image_tokens(options, image_tokens_for_pixels(width, height))
+    return _vectors.pixel_vector(pixels, options.dimension), tokens
 
 
 def _video(value: str, options: Options, param: str) -> Embedded:
-    frames = max(1, math.ceil(VIDEO_SECONDS * options.fps))
-    tokens = frames * image_tokens_for_pixels(*VIDEO_FRAME_SIZE)
+    tokens = video_frames(options, VIDEO_SECONDS) * image_tokens_for_pixels(*VIDEO_FRAME_SIZE)
     if value.startswith("data:"):
         if options.dialect != "openai":
             raise bad_request(

@@ -200,6 +200,29 @@ def mean_vector(vectors: Sequence[Vector], dimension: int) -> Vector:
     return normalise(total) or seeded_vector("empty-group", b"", dimension)
 
 
+def fused_vector(vectors: Sequence[Vector], dimension: int) -> Vector:
+    """The vector of a fused content (text, image and video in one object): the normalised
+    sum of its members' unit vectors. Each member's cosine to it is about 1/sqrt(members)
+    (0.71 for two, 0.58 for three), far above unrelated inputs and short of 1."""
+    total = [math.fsum(column) for column in zip(*vectors, strict=True)] if vectors else []
+    return normalise(total) or seeded_vector("empty-fusion", b"", dimension)
+
+
+# How far an instruction moves a vector: a seeded direction of this length is added to the
+# unit vector, so the cosine to the plain vector is about 1/sqrt(1 + 0.25**2) = 0.97, and two
+# instructions' vectors of one input are about 0.94 apart.
+_INSTRUCT_WEIGHT = 0.25
+
+
+def instructed_vector(vector: Vector, instruct: str, dimension: int) -> Vector:
+    """``vector`` embedded under the task instruction ``instruct``: moved a little, always the
+    same way for the same instruction (a seeded direction), so it stays near the plain vector
+    and differs from the one under any other instruction."""
+    direction = seeded_vector("instruct", instruct.strip().encode(), dimension)
+    moved = [v + _INSTRUCT_WEIGHT * d for v, d in zip(vector, direction, strict=True)]
+    return normalise(moved) or direction
+
+
 def video_bytes_vector(data: bytes, dimension: int) -> Vector:
     """The vector of a video sent inline: seeded by its bytes (no decoding, no frames)."""
     return seeded_vector("video-bytes", hashlib.sha256(data).digest(), dimension)

@@ -1,12 +1,12 @@
 """The embedding cache: vectors kept by what made them, so the same content is paid for once.
 
 A key is a digest of everything that determines a vector: the model, the
-vector size, and the content itself (a text's bytes; an image's or video's
-bytes, with the rules that re-encode or sample it; a clip's file digest and
-time range), as each part's ``identity`` says. Never a path or a URL alone: a
-file redrawn in place is new content. Content the service downloads (an
-http(s) URL) is not cached unless ``cache_urls=True``, since what is behind a
-URL can change.
+vector size, the native parameters it is sent with, and the content itself (a
+text's bytes; an image's or video's bytes, with the rules that re-encode or
+sample it; a clip's file digest and time range), as each part's ``identity``
+says. Never a path or a URL alone: a file redrawn in place is new content.
+Content the service downloads (an http(s) URL) is not cached unless
+``cache_urls=True``, since what is behind a URL can change.
 
 Entries live in a store with LangChain's ``ByteStore`` shape (``mget`` and
 ``mset`` of ``bytes``): :class:`SQLiteStore` (the default, standard library
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import json
 import math
 import os
 import sqlite3
@@ -28,7 +29,7 @@ import sys
 import threading
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -171,11 +172,22 @@ class EmbeddingCache:
         self.cache_urls = cache_urls
         self.namespace = namespace
 
-    def key(self, identity: str, model: str, dimension: int | None) -> str | None:
-        """The entry key of a part's content for a model and size; ``None`` if it is not
-        to be cached (no identity, or a URL without ``cache_urls``)."""
+    def key(
+        self,
+        identity: str,
+        model: str,
+        dimension: int | None,
+        parameters: Mapping[str, object] | None = None,
+    ) -> str | None:
+        """The entry key of a part's content for a model, size and the native parameters it
+        is sent with (``res_level``, ``fps``, ``max_video_frames``, ``instruct``: each
+        changes the vector); ``None`` if it is not to be cached (no identity, or a URL
+        without ``cache_urls``). Without parameters, the key is that of earlier versions."""
         if not identity or (identity.startswith("url:") and not self.cache_urls):
             return None
+        if parameters:
+            given = json.dumps(dict(parameters), sort_keys=True, separators=(",", ":"))
+            identity = f"{identity}\0{given}"
         named = "\0".join((self.namespace, "1", model, str(dimension or ""), identity))
         return hashlib.sha256(named.encode("utf-8", "surrogatepass")).hexdigest()
 

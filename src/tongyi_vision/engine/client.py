@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import re
 import threading
@@ -18,6 +19,7 @@ import httpx
 from typing_extensions import Self
 
 from .._version import __version__
+from ..media.fused import Fused
 from ..media.image import Image, ImageSource, MultiImage
 from ..media.parts import Part, parts_digest, prepare_part, resolve_part
 from ..media.prepared import Prepared, prepare_text
@@ -25,21 +27,29 @@ from ..media.texts import split_text, truncate_text
 from ..media.video import Video
 from ..wire.dialects import Answer, path_for
 from ..wire.errors import (
+    APIError,
+    AuthenticationError,
     ConfigurationError,
+    DimensionMismatchError,
     InputError,
     PartialResult,
     TextTooLongError,
     TongyiVisionError,
 )
 from ..wire.limits import (
+    DEFAULT_MAX_PARTS_PER_REQUEST,
     DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_REQUEST_TOKENS,
+    DEFAULT_MAX_VIDEO_FRAMES,
     MAX_IMAGES_PER_REQUEST,
-    MAX_PARTS_PER_REQUEST,
+    MODELS,
+    image_tokens_estimate,
     media_price,
+    parameter_problem,
 )
 from ..wire.results import EmbedResult, ProgressEvent, Usage, Vector
 from .cache import CacheStore, EmbeddingCache, Entry, as_cache, as_float32
-from .config import Settings, resolve_settings
+from .config import REGION_URLS, Settings, resolve_settings, unsupported_parameter
 from .drivers import run_on_tasks, run_on_threads
 from .permits import AsyncPermits, ThreadPermits
 from .pieces import LONG_TEXT_MODES, LongText, Pieces
@@ -49,6 +59,8 @@ from .scheduler import Call, OnInvalid, Recorder, RequestSettings, RetryPolicy
 from .transport import ACCEPT_ENCODING, apost, attempt_seconds, deadline, open_sync, post
 
 HTTP = TypeVar("HTTP", httpx.Client, httpx.AsyncClient)
+# Keys at least this long are masked wherever they appear; shorter ones only as whole words.
+_WHOLE_KEY = 8
 
 
 class _BaseClient(Generic[HTTP]):
@@ -62,11 +74,18 @@ class _BaseClient(Generic[HTTP]):
         model: str | None = None,
         dialect: str | None = None,
         dimension: int | None = None,
+        region: str | None = None,
+        workspace: str | None = None,
+        res_level: int | None = None,
+        max_video_frames: int | None = None,
+        fps: float | None = None,
+        instruct: str | None = None,
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 3,
         max_concurrency: int = 8,
-        max_parts_per_request: int = MAX_PARTS_PER_REQUEST,
+        max_parts_per_request: int = DEFAULT_MAX_PARTS_PER_REQUEST,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS,
         auto_fit: bool = True,
         long_text: LongText = "split",
         cache: EmbeddingCache | CacheStore | str | os.PathLike[str] | None = None,
@@ -76,20 +95,27 @@ class _BaseClient(Generic[HTTP]):
         http_client: HTTP | None = None,
     ) -> None:
         self._settings: Settings = resolve_settings(
-            api_key=api_key, base_url=base_url, model=model, dialect=dialect, dimension=dimension
+            api_key=api_key,
+            base_url=base_url,
+            model=model,
+            dialect=dialect,
+            dimension=dimension,
+            region=region,
+            workspace=workspace,
+            res_level=res_level,
+            max_video_frames=max_video_frames,
+            fps=fps,
+            instruct=instruct,
         )
         for name, value, low in (
             ("max_retries", max_retries, 0),
             ("max_concurrency", max_concurrency, 1),
             ("max_parts_per_request", max_parts_per_request, 1),
             ("max_request_bytes", max_request_bytes, 1024),
+            ("max_request_tokens", max_request_tokens, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigurationError(f"{name} must be an int >= {low}, not {value!r}")
-        if max_parts_per_request > MAX_PARTS_PER_REQUEST:
-            raise ConfigurationError(
-                f"max_parts_per_request is at most {MAX_PARTS_PER_REQUEST}, the service's limit"
-            )
         if long_text not in LONG_TEXT_MODES:
             raise ConfigurationError(
                 f"long_text must be 'split', 'truncate' or 'error', not {long_text!r}"
@@ -104,7 +130,9 @@ class _BaseClient(Generic[HTTP]):
         self.auto_fit = auto_fit
         self.progress = progress
         self.show_progress = show_progress
-        self._limits = Limits(max_parts_per_request, MAX_IMAGES_PER_REQUEST, max_request_bytes)
+        self._limits = Limits(
+            max_parts_per_request, MAX_IMAGES_PER_REQUEST, max_request_bytes, max_request_tokens
+        )
         self._policy = RetryPolicy(max_retries=max_retries)
         self._url = self._settings.base_url + path_for(self._settings.dialect)
         self._headers = {
@@ -128,11 +156,16 @@ class _BaseClient(Generic[HTTP]):
             "model": self._settings.model,
             "dialect": self._settings.dialect,
             "dimension": self._settings.dimension,
+            "res_level": res_level,
+            "max_video_frames": max_video_frames,
+            "fps": fps,
+            "instruct": instruct,
             "timeout": self.timeout,
             "max_retries": max_retries,
             "max_concurrency": max_concurrency,
             "max_parts_per_request": max_parts_per_request,
             "max_request_bytes": max_request_bytes,
+            "max_request_tokens": max_request_tokens,
             "auto_fit": auto_fit,
             "long_text": long_text,
             "cache": self.cache,
@@ -173,6 +206,17 @@ class _BaseClient(Generic[HTTP]):
         return self._settings.expected_dimension
 
     @property
+    def region(self) -> str | None:
+        """The region of the native service root in use (``"singapore"`` or ``"beijing"``;
+        ``None`` for the gateway or another host). Keys are bound to a region."""
+        return self._settings.region
+
+    @property
+    def instruct(self) -> str | None:
+        """The instruction :meth:`Client.embed_query` sends with queries (never documents)."""
+        return self._settings.instruct
+
+    @property
     def usage(self) -> Usage:
         """Usage and cost summed over every call this client has made."""
         return self._usage
@@ -192,8 +236,14 @@ class _BaseClient(Generic[HTTP]):
     # --- shared steps of a call ---
 
     def _redact(self, text: str) -> str:
+        """``text`` with the API key masked: everywhere, or for a key too short to be told
+        from a piece of a word (a test's ``"k"``), where it stands as a word of its own."""
         key = self._settings.api_key.get()
-        return text.replace(key, "**********") if key and key in text else text
+        if not key or key not in text:
+            return text
+        if len(key) >= _WHOLE_KEY:
+            return text.replace(key, "**********")
+        return re.sub(rf"(?<![\w-]){re.escape(key)}(?![\w-])", "**********", text)
 
     def _start(
         self,
@@ -201,8 +251,10 @@ class _BaseClient(Generic[HTTP]):
         resume: PartialResult | None,
         progress: ProgressCallback | None,
         on_invalid: OnInvalid,
+        instruct: str | None = None,
     ) -> _Started:
-        """Check every part (raising before any request), dedupe, plan, and set up the call."""
+        """Check every part (raising before any request), dedupe, plan, and set up the call;
+        ``instruct`` goes with the texts of a query call."""
         parts = _listed(given)
         if on_invalid not in ("raise", "skip"):
             raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
@@ -231,15 +283,18 @@ class _BaseClient(Generic[HTTP]):
             try:
                 resolved = resolve_part(part)  # a content block's text may be long too
                 try:
-                    prepared.append((index, prepare_part(resolved, defer_checks=True)))
+                    prepared.append(
+                        (index, self._fit(prepare_part(resolved, defer_checks=True), instruct))
+                    )
                 except TextTooLongError:
                     if self.long_text == "error" or not isinstance(resolved, str):
                         raise
                     if self.long_text == "truncate":
-                        prepared.append((index, prepare_text(truncate_text(resolved))))
+                        text = prepare_text(truncate_text(resolved))
+                        prepared.append((index, self._fit(text, instruct)))
                         truncated += 1
                         continue
-                    texts = [prepare_text(text) for text in split_text(resolved)]
+                    texts = [self._fit(prepare_text(t), instruct) for t in split_text(resolved)]
                     earlier = resume.pieces.get(index) if resume is not None else None
                     slots = pieces.add(index, [t.text_tokens for t in texts], earlier)
                     prepared += [
@@ -274,8 +329,14 @@ class _BaseClient(Generic[HTTP]):
         recorder = _recorder(self.cache, unique, keys) if self.cache is not None else None
         parts_total = sum(map(len, owners))
         bar = ProgressBar(parts_total, enabled=self.show_progress)
+        batches = pack(
+            unique,
+            self._limits,
+            parameters=[dict(p.options) for p in unique],
+            tokens=[self._tokens(p) for p in unique],
+        )
         call = Call(
-            Plan(unique, owners, pack(unique, self._limits)),
+            Plan(unique, owners, batches),
             settings=RequestSettings(
                 self._settings.dialect,
                 self._settings.model,
@@ -293,6 +354,49 @@ class _BaseClient(Generic[HTTP]):
         call.usage = served + Usage(truncated=truncated)
         return _Started(call, known, refused, bar, digest)
 
+    def _fit(self, part: Prepared, instruct: str | None) -> Prepared:
+        """A prepared part with the native parameters it is sent with (its own values, else
+        the client's; ``instruct`` for the texts of a query), refused now if the model or
+        the dialect cannot take it. Parts sent with other parameters are other parts."""
+        settings = self._settings
+        model, dialect = settings.model, settings.dialect
+        if part.kind == "fused":
+            if dialect == "openai":
+                raise InputError(
+                    "a fused part is one content object of several media, which only the "
+                    "native API carries; use dialect='dashscope' with a dated snapshot",
+                    part=part.description,
+                )
+            if not settings.spec.fuses:
+                fusing = [m for m, s in MODELS.items() if s.fuses]
+                raise InputError(
+                    f"{model} does not fuse media into one vector; use {' or '.join(fusing)}, "
+                    "or embed the members as parts of their own",
+                    part=part.description,
+                )
+        own = dict(part.options)
+        for name in own:
+            problem = unsupported_parameter(name, model, dialect)
+            if problem is not None:
+                raise InputError(problem, part=part.description)
+        given = {**settings.parameters, **own}
+        options = {name: given[name] for name in sorted(part.uses) if name in given}
+        if instruct is not None and part.kind == "text":
+            options["instruct"] = instruct
+        if not options:
+            return part if not own else replace(part, options=())
+        named = json.dumps(options, sort_keys=True, separators=(",", ":"))
+        return replace(part, key=f"{part.key}\0{named}", options=tuple(options.items()))
+
+    @staticmethod
+    def _tokens(part: Prepared) -> int:
+        """About how many tokens a part costs: its text's estimate, and each image at its
+        resolution tier (a video the service samples as its most frames at that tier)."""
+        options = dict(part.options)
+        per_image = image_tokens_estimate(options.get("res_level"))
+        frames = int(options.get("max_video_frames", DEFAULT_MAX_VIDEO_FRAMES))
+        return part.text_tokens + per_image * (part.images + part.videos * frames)
+
     def _from_cache(
         self,
         unique: list[Prepared],
@@ -304,7 +408,7 @@ class _BaseClient(Generic[HTTP]):
         still to send, their owners and keys, and the usage of what was served."""
         assert self.cache is not None
         model, dimension = self._settings.model, self._settings.expected_dimension
-        keys = [self.cache.key(_identity(p), model, dimension) for p in unique]
+        keys = [self.cache.key(_identity(p), model, dimension, dict(p.options)) for p in unique]
         hits = self.cache.get_many([k for k in keys if k is not None])
         if not hits:
             return unique, owners, keys, Usage()
@@ -343,7 +447,7 @@ class _BaseClient(Generic[HTTP]):
         partial.parts_digest = started.digest
         if call.error is not None:
             call.error.partial = partial
-            raise call.error
+            raise self._explained(call.error)
         if call.on_invalid == "skip":
             return partial
         vectors = partial.vectors
@@ -356,6 +460,49 @@ class _BaseClient(Generic[HTTP]):
             dimension=self._settings.expected_dimension
             or (len(vectors[0] or []) if vectors else 0),
         )
+
+    def _explained(self, error: TongyiVisionError) -> TongyiVisionError:
+        """A call's error with what this client knows of its cause added to its message."""
+        settings = self._settings
+        hint = ""
+        if isinstance(error, AuthenticationError) and settings.dialect == "dashscope":
+            where = (
+                f"the {settings.region} region ({settings.base_url})"
+                if settings.region
+                else settings.base_url
+            )
+            other = [r for r in REGION_URLS if r != settings.region]
+            hint = (
+                f"Model Studio keys are bound to a region and this client used {where}: a "
+                f"key of another region is refused with 401, so check that {settings.key_env} "
+                "belongs to it"
+                + (f", or pass region={other[0]!r} if it does not" if settings.region else "")
+            )
+        elif isinstance(error, DimensionMismatchError) and settings.dimension is not None:
+            hint = f"{settings.model} was asked for dimension={settings.dimension}" + (
+                " and may ignore it (the providers' pages disagree on the undated names): "
+                "use a dated snapshot such as "
+                f"{settings.model}-2026-03-06, or leave dimension unset"
+                if settings.spec.dimension_checked and settings.spec.known
+                else ""
+            )
+        if hint and isinstance(error, APIError):
+            error.hint = hint
+        return error
+
+    def _query(self, text: str, instruct: str | None) -> tuple[list[Part], str | None]:
+        """The parts of a query call and the instruction it carries (``instruct`` given, else
+        the client's), refused now if the model cannot take one."""
+        if not isinstance(text, str):
+            raise InputError(f"embed_query takes one text (a str), not {type(text).__name__}")
+        if instruct is None:
+            return [text], self._settings.instruct
+        problem = parameter_problem("instruct", instruct) or unsupported_parameter(
+            "instruct", self._settings.model, self._settings.dialect
+        )
+        if problem is not None:
+            raise InputError(problem, part="instruct")
+        return [text], instruct
 
     def _texts(self, texts: Iterable[str]) -> list[Part]:
         items = list(texts)
@@ -439,7 +586,7 @@ def _fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback | None:
 
 def _listed(parts: object) -> list[Part]:
     """The parts of a call as a list: any iterable (a generator too) is taken whole first."""
-    if isinstance(parts, (str, bytes, Image, Video, MultiImage, Mapping)):
+    if isinstance(parts, (str, bytes, Image, Video, MultiImage, Fused, Mapping)):
         raise InputError("embed takes a list of parts; wrap a single part in a list: embed([part])")
     if parts is None or not isinstance(parts, Iterable):
         raise InputError(
@@ -522,12 +669,22 @@ class Client(_BaseClient[httpx.Client]):
       dashscope dialect; missing, it is a :class:`ConfigurationError`.
     - ``base_url``, ``model``, ``dialect``: else ``TONGYI_VISION_BASE_URL``,
       ``TONGYI_VISION_MODEL``, ``TONGYI_VISION_DIALECT``; else the gateway, flash, openai.
-    - ``dimension``: vector size; only the dashscope dialect can change it.
+    - ``dimension``: vector size; only the dashscope dialect can change it, to a size
+      the model takes (see ``docs/models.md``; checked here, before any request).
+    - ``region`` (``"singapore"``, the default, or ``"beijing"``) or ``workspace``
+      (``"ws-..."``, a Singapore per-workspace domain): the dashscope dialect's service
+      root; keys are bound to a region. An explicit ``base_url`` wins over both.
+    - ``res_level`` (image resolution tier 0-3), ``max_video_frames`` (at most 64) and
+      ``fps`` (a sampling ratio in [0, 1]): native parameters sent with the media parts
+      that do not set their own (dated snapshots; ``fps`` also the undated names).
+    - ``instruct``: a task instruction sent with :meth:`embed_query`'s queries, never
+      with documents (dated snapshots).
     - ``timeout``: seconds (or an ``httpx.Timeout``) for each attempt of each request,
       also when ``http_client`` is given.
     - ``max_retries``: retries per request, not attempts. ``max_concurrency``: requests
       in flight at once, shared by every call on this client.
-    - ``max_parts_per_request`` (at most 20), ``max_request_bytes``: how requests are packed.
+    - ``max_parts_per_request`` (default 20), ``max_request_bytes`` and
+      ``max_request_tokens`` (estimated tokens; default 20,480): how requests are packed.
     - ``auto_fit``: re-encode images that break the limits (needs Pillow).
     - ``cache``: an :class:`EmbeddingCache`, a path (an SQLite file), or a store with
       ``mget``/``mset`` (a LangChain ``ByteStore``): content embedded before, by this
@@ -592,7 +749,17 @@ class Client(_BaseClient[httpx.Client]):
         part has no vector. Errors that are not about one part (the key, the
         rate limit, an outage) still raise.
         """
-        started = self._start(parts, resume, progress, on_invalid)
+        return self._run(parts, resume, progress, on_invalid, None)
+
+    def _run(
+        self,
+        parts: Iterable[Part],
+        resume: PartialResult | None,
+        progress: ProgressCallback | None,
+        on_invalid: OnInvalid,
+        instruct: str | None,
+    ) -> EmbedResult | PartialResult:
+        started = self._start(parts, resume, progress, on_invalid, instruct)
         if started.workers(1):
             self._open()
         try:
@@ -610,6 +777,16 @@ class Client(_BaseClient[httpx.Client]):
     def embed_texts(self, texts: Iterable[str], **options: Any) -> EmbedResult:
         """Embed strings as text, one vector each (``options`` as for :meth:`embed`)."""
         return _full(self.embed(self._texts(texts), **options))
+
+    def embed_query(self, text: str, *, instruct: str | None = None) -> Vector:
+        """Embed one search query into one vector, with a task instruction: ``instruct``,
+        else the client's (dated snapshots; documents given to :meth:`embed` never carry
+        one). Queries with other instructions are other cache entries.
+
+        >>> client.embed_query("red bicycle", instruct="Find images that match the description")
+        """
+        parts, chosen = self._query(text, instruct)
+        return _full(self._run(parts, None, None, "raise", chosen)).vectors[0]
 
     def async_client(self, *, http_client: httpx.AsyncClient | None = None) -> AsyncClient:
         """An :class:`AsyncClient` with this client's settings and options (its own
@@ -719,10 +896,22 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
         on_invalid: OnInvalid = "raise",
     ) -> EmbedResult | PartialResult:
         """Embed each part into one vector, returned in input order; see :meth:`Client.embed`."""
+        return await self._run(parts, resume, progress, on_invalid, None)
+
+    async def _run(
+        self,
+        parts: Iterable[Part],
+        resume: PartialResult | None,
+        progress: ProgressCallback | None,
+        on_invalid: OnInvalid,
+        instruct: str | None,
+    ) -> EmbedResult | PartialResult:
         if self.cache is None:
-            started = self._start(parts, resume, progress, on_invalid)
+            started = self._start(parts, resume, progress, on_invalid, instruct)
         else:  # hashing the content and reading the cache must not block the event loop
-            started = await asyncio.to_thread(self._start, parts, resume, progress, on_invalid)
+            started = await asyncio.to_thread(
+                self._start, parts, resume, progress, on_invalid, instruct
+            )
         try:
             workers = started.workers(self.max_concurrency)
             if workers:
@@ -746,6 +935,11 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
     async def embed_texts(self, texts: Iterable[str], **options: Any) -> EmbedResult:
         """Embed strings as text, one vector each (``options`` as for :meth:`embed`)."""
         return _full(await self.embed(self._texts(texts), **options))
+
+    async def embed_query(self, text: str, *, instruct: str | None = None) -> Vector:
+        """Embed one search query into one vector; see :meth:`Client.embed_query`."""
+        parts, chosen = self._query(text, instruct)
+        return _full(await self._run(parts, None, None, "raise", chosen)).vectors[0]
 
     async def embed_images(
         self, images: Iterable[Image | ImageSource], **options: Any

@@ -4,14 +4,39 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from ..wire.errors import ConfigurationError
-from ..wire.limits import DEFAULT_MODEL, MODELS, base_model
+from ..wire.limits import (
+    DEFAULT_MODEL,
+    MEDIA_PARAMETERS,
+    MODELS,
+    ModelSpec,
+    model_spec,
+    parameter_problem,
+)
 
 DialectName = Literal["openai", "dashscope"]
+Region = Literal["singapore", "beijing"]
+
+# The native dialect's service roots by region; keys are bound to one region.
+REGION_URLS: dict[str, str] = {
+    "singapore": "https://dashscope-intl.aliyuncs.com",
+    "beijing": "https://dashscope.aliyuncs.com",
+}
+# Model Studio's per-workspace domains (Singapore), which it recommends for stability.
+WORKSPACE_URL = "https://{workspace}.ap-southeast-1.maas.aliyuncs.com"
+_WORKSPACE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+class UnknownModelWarning(UserWarning):
+    """The model name is not in the client's table: it is used with the most permissive
+    rules (any size, every parameter, fusion), checked only by the service, and priced as
+    the dearest model."""
+
 
 # What a bearer token may hold: visible ASCII, nothing else (RFC 6750 is stricter still).
 _KEY = re.compile(r"[\x21-\x7e]+")
@@ -54,16 +79,29 @@ class Secret:
 
 @dataclass(frozen=True)
 class Settings:
+    """The settings of a client, resolved once. ``parameters`` are the native parameters it
+    sends with media (``res_level``, ``fps``, ``max_video_frames``), ``instruct`` the
+    instruction it sends with queries; ``region`` is the region the base URL belongs to
+    (``None`` for another host)."""
+
     api_key: Secret = field(repr=False)
     base_url: str
     model: str
     dialect: DialectName
     dimension: int | None
     expected_dimension: int | None
+    region: Region | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    instruct: str | None = None
 
     @property
     def key_env(self) -> str:
         return DIALECT_DEFAULTS[self.dialect][0]
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's rules (permissive ones for an unknown name)."""
+        return model_spec(self.model)
 
 
 def resolve_settings(
@@ -73,6 +111,12 @@ def resolve_settings(
     model: str | None,
     dialect: str | None,
     dimension: int | None,
+    region: str | None = None,
+    workspace: str | None = None,
+    res_level: int | None = None,
+    max_video_frames: int | None = None,
+    fps: float | None = None,
+    instruct: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if environ is None else environ
@@ -97,25 +141,49 @@ def resolve_settings(
             f"the API key (from api_key=... or {key_env}) has a character no HTTP header can "
             "carry (a space, a newline, a NUL or a non-ASCII character); check where it came from"
         )
-    url = (base_url or env.get("TONGYI_VISION_BASE_URL") or default_url).rstrip("/")
+    chosen_url = base_url or _regional_url(chosen_dialect, region, workspace)
+    url = (chosen_url or env.get("TONGYI_VISION_BASE_URL") or default_url).rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigurationError(f"base_url must start with http:// or https://, not {url!r}")
     chosen_model = model or env.get("TONGYI_VISION_MODEL") or DEFAULT_MODEL
-    spec = MODELS.get(base_model(chosen_model))
-    expected = dimension if dimension is not None else (spec.default_dimension if spec else None)
+    spec = model_spec(chosen_model)
+    if not spec.known:
+        warnings.warn(
+            f"{chosen_model!r} is not a model this client knows ({', '.join(MODELS)}): it is "
+            "used with the most permissive rules, checked only by the service, and priced as "
+            "the dearest model",
+            UnknownModelWarning,
+            stacklevel=3,
+        )
+    default = spec.default_dimension or None
+    expected = dimension if dimension is not None else default
     if dimension is not None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
             raise ConfigurationError(f"dimension must be a positive int, not {dimension!r}")
-        if spec is not None and dimension not in spec.dimensions:
+        if not spec.accepts_dimension(dimension):
             raise ConfigurationError(
-                f"{chosen_model} makes vectors of {', '.join(map(str, spec.dimensions))} "
-                f"dimensions, not {dimension}"
+                f"{chosen_model} makes vectors of {spec.describe_dimensions()} dimensions, "
+                f"not {dimension}"
             )
-        if chosen_dialect == "openai" and spec is not None and dimension != spec.default_dimension:
+        if chosen_dialect == "openai" and spec.known and dimension != spec.default_dimension:
             raise ConfigurationError(
                 f"the openai dialect (gateway) fixes {chosen_model} at {spec.default_dimension} "
                 f"dimensions; use dialect='dashscope' for dimension={dimension}"
             )
+    given: dict[str, Any] = {
+        "res_level": res_level,
+        "max_video_frames": max_video_frames,
+        "fps": fps,
+        "instruct": instruct,
+    }
+    for name, value in given.items():
+        if value is None:
+            continue
+        problem = parameter_problem(name, value)
+        if problem is None:
+            problem = unsupported_parameter(name, chosen_model, chosen_dialect)
+        if problem is not None:
+            raise ConfigurationError(problem)
     return Settings(
         api_key=Secret(key),
         base_url=url,
@@ -123,4 +191,63 @@ def resolve_settings(
         dialect=cast(DialectName, chosen_dialect),
         dimension=dimension,
         expected_dimension=expected,
+        region=region_of(url),
+        parameters={k: given[k] for k in MEDIA_PARAMETERS if given[k] is not None},
+        instruct=instruct,
     )
+
+
+def unsupported_parameter(name: str, model: str, dialect: str) -> str | None:
+    """Why ``model`` in ``dialect`` cannot be sent the parameter ``name``, or ``None``."""
+    if dialect == "openai":
+        return (
+            f"{name} is a parameter of the native API; the openai dialect (the gateway) has "
+            f"no way to send it: use dialect='dashscope', or leave {name} unset"
+        )
+    spec = model_spec(model)
+    if name not in spec.parameters:
+        takers = [m for m, s in MODELS.items() if name in s.parameters]
+        return (
+            f"{model} does not take {name}"
+            + (f" (the dated snapshots do: {', '.join(takers)})" if takers else "")
+            + f"; leave {name} unset, or use such a model"
+        )
+    return None
+
+
+def _regional_url(dialect: str, region: str | None, workspace: str | None) -> str | None:
+    """The native service root a region or a workspace names (``None`` if neither is given)."""
+    if region is None and workspace is None:
+        return None
+    if dialect != "dashscope":
+        raise ConfigurationError(
+            "region and workspace choose Model Studio's native endpoints; they need "
+            "dialect='dashscope' (the openai dialect goes to the gateway: set base_url instead)"
+        )
+    if region is not None and region not in REGION_URLS:
+        raise ConfigurationError(
+            f"region must be {' or '.join(map(repr, REGION_URLS))}, not {region!r}"
+        )
+    if workspace is None:
+        return REGION_URLS[cast(str, region)]
+    if not isinstance(workspace, str) or not _WORKSPACE.fullmatch(workspace):
+        raise ConfigurationError(
+            f"workspace must be a workspace id such as 'ws-abc123' (lower-case letters, digits "
+            f"and hyphens), not {workspace!r}"
+        )
+    if region not in (None, "singapore"):
+        raise ConfigurationError(
+            f"workspace domains are in Singapore (ap-southeast-1), not {region}; drop "
+            "region=..., or the workspace for a Beijing key"
+        )
+    return WORKSPACE_URL.format(workspace=workspace)
+
+
+def region_of(url: str) -> Region | None:
+    """The region a native service root belongs to, from its host; ``None`` for another."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    if host == "dashscope-intl.aliyuncs.com" or host.endswith(".ap-southeast-1.maas.aliyuncs.com"):
+        return "singapore"
+    if host == "dashscope.aliyuncs.com":
+        return "beijing"
+    return None

@@ -2,11 +2,13 @@
 (:class:`AsyncClient`).
 
 What a worker does is written once, as the generator :func:`worker`: take a
-permit, take a batch, run the batch's flow of effects (:mod:`.scheduler`), give
-the permit back while a backoff is waited out and take one again (ahead of new
-requests) when it is over, and give it back at the end, also when the worker
-is interrupted. It yields *operations*; the two drivers below only perform them,
-each in its own way (a blocking call, an awaited one).
+permit, take a batch, run the batch's flow of effects (:mod:`.scheduler`),
+reserve the request's estimated tokens before each attempt is sent (waiting out
+a token pause without a permit), give the permit back while a backoff is waited
+out and take one again (ahead of new requests) when it is over, and give it back
+at the end, also when the worker is interrupted. It yields *operations*; the two
+drivers below only perform them, each in its own way (a blocking call, an
+awaited one).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 import httpx
 
 from ..wire.errors import InputError
-from .permits import AsyncPermits, ThreadPermits, Verdict
+from .permits import AsyncPermits, ThreadPermits, Tokens, Verdict
+from .planner import Batch
 from .scheduler import Call, Load, Send, Sleep
 
 
@@ -32,20 +35,44 @@ class Acquire:
 
 
 @dataclass(frozen=True)
+class Admit:
+    """Reserve ``tokens`` before a request is sent; ``passed``: the last token pause the
+    worker has waited out. Answered with a :class:`~.permits.Grant`."""
+
+    tokens: int
+    passed: int
+
+
+@dataclass(frozen=True)
 class Release:
-    """Give a permit back, saying how its attempt ended."""
+    """Give a permit back, saying how its attempt ended, with the tokens it reserved and
+    the backoff it now waits (``seconds``). Answered with a :class:`~.permits.Backoff`."""
 
     epoch: int
     verdict: Verdict
+    tokens: Tokens | None = None
+    seconds: float = 0.0
 
 
-Operation = Acquire | Release | Load | Send | Sleep
+Operation = Acquire | Admit | Release | Load | Send | Sleep
 Worker = Generator[Operation, Any, None]
+
+
+@dataclass
+class _Place:
+    """What a worker holds: a permit of ``epoch`` while ``held``, the tokens reserved for
+    the attempt in flight, and the last token pause it has waited out."""
+
+    epoch: int
+    held: bool = True
+    tokens: Tokens | None = None
+    passed: int = 0
 
 
 def worker(call: Call) -> Worker:
     """One worker of ``call``, as the operations a driver performs; every error of an
     operation is thrown back in here, where the flow of the request decides what it means."""
+    passed = 0
     try:
         while True:
             epoch = yield Acquire()
@@ -53,8 +80,8 @@ def worker(call: Call) -> Worker:
             if batch is None:
                 yield Release(epoch, "other")  # no batch left for the permit just taken
                 return
+            place = _Place(epoch, passed=passed)
             flow = call.run_batch(batch)
-            held = True
             verdict: Verdict = "other"
             try:
                 answer: Any = None
@@ -67,23 +94,57 @@ def worker(call: Call) -> Worker:
                         break
                     answer, error = None, None
                     if isinstance(effect, Sleep):
-                        held = False
-                        yield Release(epoch, "throttled" if effect.throttled else "other")
-                        yield effect
-                        epoch = yield Acquire(returning=True)
-                        held = True
+                        yield from _step_out(place, _verdict_of(effect), effect.seconds)
                         continue
+                    if isinstance(effect, Send) and not (yield from _admitted(call, batch, place)):
+                        break  # the call failed or was stopped while this one waited
                     try:
                         answer = yield effect
                     except (InputError, httpx.HTTPError) as exc:
                         error = exc
             finally:
                 flow.close()
-                if held:
-                    yield Release(epoch, verdict)
+                passed = place.passed
+                if place.held:
+                    yield Release(place.epoch, verdict, place.tokens)
     except BaseException as exc:
         call.abort(exc)
         raise
+
+
+def _step_out(place: _Place, verdict: Verdict, seconds: float) -> Generator[Operation, Any, None]:
+    """Give the permit and the tokens back, wait ``seconds`` (and what the permits add),
+    and take a permit again, ahead of requests that have not started."""
+    place.held, tokens, place.tokens = False, place.tokens, None
+    backoff = yield Release(place.epoch, verdict, tokens, seconds)
+    if backoff.pause is not None:
+        place.passed = backoff.pause  # the wait below is that pause
+    yield Sleep(seconds + backoff.spread)
+    place.epoch = yield Acquire(returning=True)
+    place.held = True
+
+
+def _admitted(call: Call, batch: Batch, place: _Place) -> Generator[Operation, Any, bool]:
+    """Reserve the batch's tokens for one attempt, waiting out token pauses without a
+    permit; ``False`` when the call failed in the meantime."""
+    while True:
+        grant = yield Admit(max(1, batch.tokens), place.passed)
+        if grant.tokens is not None:
+            place.tokens = grant.tokens
+            return True
+        yield from _step_out(place, "other", grant.wait)
+        place.passed = grant.pause
+        if call.error is not None:
+            return False
+
+
+def _verdict_of(sleep: Sleep) -> Verdict:
+    """What a backoff tells the permits: the limit its 429 named, if a 429 caused it."""
+    if not sleep.throttled:
+        return "other"
+    if sleep.limit == "requests":
+        return "throttled"
+    return "tokens" if sleep.limit == "tokens" else "surge"
 
 
 def run_on_threads(
@@ -98,8 +159,10 @@ def run_on_threads(
     def perform(op: Operation) -> Any:
         if isinstance(op, Acquire):
             return permits.acquire(op.returning)
+        if isinstance(op, Admit):
+            return permits.admit(op.tokens, op.passed)
         if isinstance(op, Release):
-            return permits.release(op.epoch, op.verdict)
+            return permits.release(op.epoch, op.verdict, op.tokens, op.seconds)
         if isinstance(op, Sleep):
             return sleep(op.seconds)
         return op.build() if isinstance(op, Load) else send(op.body)
@@ -142,8 +205,10 @@ async def run_on_tasks(
     async def perform(op: Operation) -> Any:
         if isinstance(op, Acquire):
             return await permits.acquire(op.returning)
+        if isinstance(op, Admit):
+            return await permits.admit(op.tokens, op.passed)
         if isinstance(op, Release):
-            return await permits.release(op.epoch, op.verdict)
+            return await permits.release(op.epoch, op.verdict, op.tokens, op.seconds)
         if isinstance(op, Sleep):
             return await sleep(op.seconds)
         if isinstance(op, Load):

@@ -38,8 +38,10 @@ from ..wire.errors import (
     APIStatusError,
     APITimeoutError,
     BadRequestError,
+    DimensionMismatchError,
     InputError,
     PartialResult,
+    RateLimit,
     RateLimitError,
     RequestTooLargeError,
     TongyiVisionError,
@@ -76,10 +78,13 @@ class Send:
 
 @dataclass(frozen=True)
 class Sleep:
-    """Wait out a backoff, without a permit; ``throttled`` when a 429 caused it."""
+    """Wait out a backoff, without a permit; ``throttled`` when a 429 caused it, and then
+    ``limit`` says which limit it named (a 429 that names none counts as the surge guard's):
+    the permits back off on that one."""
 
     seconds: float
     throttled: bool = False
+    limit: RateLimit = "surge"
 
 
 Effect = Load | Send | Sleep
@@ -258,7 +263,10 @@ class Call:
                 error,
             )
             self._notify()
-            yield Sleep(delay, throttled=isinstance(error, RateLimitError))
+            if isinstance(error, RateLimitError):
+                yield Sleep(delay, throttled=True, limit=error.limit)
+            else:
+                yield Sleep(delay)
             if self.error is not None:
                 return "other"  # the call failed or was stopped while this one waited
 
@@ -282,7 +290,11 @@ class Call:
             batch.items[:] = kept
             batch.text_tokens = sum(self.plan.unique[unique].text_tokens for unique in kept)
         body = build_body(
-            self.settings.dialect, self.settings.model, contents, self.settings.dimension
+            self.settings.dialect,
+            self.settings.model,
+            contents,
+            self.settings.dimension,
+            batch.parameters,
         )
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -442,6 +454,8 @@ class Call:
 
 
 def _retryable(error: APIError) -> bool:
+    if isinstance(error, DimensionMismatchError):
+        return False  # the same request gets the same size back
     if isinstance(error, (APIConnectionError, APIResponseValidationError)):
         return True
     status = error.status or 0

@@ -9,13 +9,15 @@ from collections.abc import Mapping, Sequence
 
 from ..wire.errors import InputError
 from .blocks import ContentBlock, block_part
+from .fused import Fused
 from .image import Image, MultiImage, is_pil
 from .prepared import Prepared, prepare_text
 from .video import Video
 
-Part = str | Image | Video | MultiImage | ContentBlock
+Part = str | Image | Video | MultiImage | Fused | ContentBlock
 """A part of an embed call: a ``str`` is text, a mapping a multimodal content block (see
-:mod:`tongyi_vision.media.blocks`); each part gets one vector."""
+:mod:`tongyi_vision.media.blocks`); each part gets one vector (a :class:`Fused` part one
+for all its members)."""
 
 
 def parts_digest(parts: Sequence[object]) -> str:
@@ -31,7 +33,9 @@ def _identity(part: object) -> str:
     if isinstance(part, str):
         return "t:" + part
     if isinstance(part, MultiImage):
-        return "m:" + "|".join(map(_identity, part.images))
+        return f"m{part.res_level}:" + "|".join(map(_identity, part.images))
+    if isinstance(part, Fused):
+        return "f:" + "|".join(map(_identity, part.parts))
     if isinstance(part, Mapping):
         dumped = json.dumps(part, sort_keys=True, default=repr).encode("utf-8", "surrogatepass")
         return "b:" + hashlib.sha256(dumped).hexdigest()
@@ -44,7 +48,11 @@ def _identity(part: object) -> str:
         else:
             named = f"object {id(source)}"
         if isinstance(part, Video):
-            named += repr((part.strategy, part.start, part.end, part.frames))
+            named += repr(
+                (part.strategy, part.start, part.end, part.frames, part.fps, part.max_video_frames)
+            )
+        elif part.res_level is not None:
+            named += f"@res{part.res_level}"
         return f"{type(part).__name__}:{named}"
     return f"{type(part).__name__}:{id(part)}"
 
@@ -60,12 +68,12 @@ def prepare_part(part: object, *, defer_checks: bool = False) -> Prepared:
     part = resolve_part(part)
     if isinstance(part, str):
         return prepare_text(part)
-    if isinstance(part, (Image, Video, MultiImage)):
+    if isinstance(part, (Image, Video, MultiImage, Fused)):
         return part.prepare(defer_checks=defer_checks)
     if is_pil(part):
         return Image(part).prepare(defer_checks=defer_checks)  # type: ignore[arg-type]
     raise InputError(
-        f"a part must be a str (text), Image, Video, MultiImage or a content block (a dict "
-        f"with a 'type'), not {type(part).__name__}; wrap bytes or paths in Image(...) or "
-        "Video(...)"
+        f"a part must be a str (text), Image, Video, MultiImage, Fused or a content block "
+        f"(a dict with a 'type'), not {type(part).__name__}; wrap bytes or paths in "
+        "Image(...) or Video(...)"
     )

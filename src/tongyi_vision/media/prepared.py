@@ -19,7 +19,7 @@ from ..wire.errors import EmptyInputError, InputError, TextTooLongError
 from ..wire.limits import MAX_TEXT_TOKENS, estimate_text_tokens
 from .sources import describe
 
-Kind = Literal["text", "image", "video", "multi_images"]
+Kind = Literal["text", "image", "video", "multi_images", "fused"]
 Content = dict[str, Any]
 """A native content: ``{"text": ...}``, ``{"image": ...}``, ``{"video": ...}`` or
 ``{"multi_images": [...]}``."""
@@ -44,6 +44,12 @@ class Prepared:
     costly part of the checks (decoding an image's header, opening a video's
     container): the client runs it before anything is sent, for the parts it
     is going to send, not for those the cache serves.
+
+    ``uses`` names the native parameters that change this part's vector
+    (``res_level`` for images, ``fps`` and ``max_video_frames`` for a video the
+    service samples), ``options`` the values the part itself sets for them (the
+    client's settings fill in the rest), and ``videos`` counts the videos the
+    service samples (for the token estimate).
     """
 
     kind: Kind
@@ -55,6 +61,13 @@ class Prepared:
     load: Callable[[], Content]
     identity: Callable[[], str] = field(default=lambda: "", repr=False, compare=False)
     check: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
+    uses: frozenset[str] = frozenset()
+    options: tuple[tuple[str, Any], ...] = ()
+    videos: int = 0
+
+
+IMAGE_PARAMETERS = frozenset({"res_level"})
+VIDEO_PARAMETERS = frozenset({"fps", "max_video_frames"})
 
 
 def constant(kind: Kind, key: str, description: str, content: Content, identity: str) -> Prepared:
@@ -62,7 +75,25 @@ def constant(kind: Kind, key: str, description: str, content: Content, identity:
     value = next(iter(content.values()))
     size = len(value) + VALUE_OVERHEAD if isinstance(value, str) else VALUE_OVERHEAD
     images = 1 if kind == "image" else 0
-    return Prepared(kind, key, description, size, images, 0, lambda: content, lambda: identity)
+    uses = IMAGE_PARAMETERS if kind == "image" else VIDEO_PARAMETERS if kind == "video" else None
+    return Prepared(
+        kind,
+        key,
+        description,
+        size,
+        images,
+        0,
+        lambda: content,
+        lambda: identity,
+        uses=uses or frozenset(),
+        videos=1 if kind == "video" else 0,
+    )
+
+
+def with_options(part: Prepared, **options: Any) -> Prepared:
+    """A prepared part carrying the parameter values its part sets (``None``: not set)."""
+    given = tuple(sorted((k, v) for k, v in options.items() if v is not None))
+    return replace(part, options=given) if given else part
 
 
 def _checked() -> None:

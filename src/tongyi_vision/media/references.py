@@ -8,8 +8,11 @@ Chroma's ``add_images`` stores as a document's text) is that image too. Plain
 text, even text that looks like a path, stays text. A query goes through
 :func:`query_part`, which reads no file unless asked. What the frameworks hand
 an image method (a path, a URL, a data URI, raw base64, bytes) becomes a part
-by :func:`image_input`. Content blocks (dicts) are taken everywhere. Both
-adapters use these rules and no other.
+by :func:`image_input`. Content blocks (dicts) are taken everywhere. An image
+reference with a ``#caption=`` fragment (:func:`captioned_reference`, what the
+loaders make of a captioned image) is ONE :class:`Fused` part of the caption
+and the image. What the fused methods take becomes :class:`Fused` parts by
+:func:`fused_groups`. Both adapters use these rules and no other.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import binascii
 import io
 import os
 import re
-from collections.abc import Iterable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -27,7 +31,8 @@ from ..wire.errors import EmptyInputError, InputError, UnsupportedMediaError
 from ..wire.formats import sniff_image_format, sniff_video_format
 from .blocks import block_part
 from .catalogue import SUFFIXES
-from .image import Image
+from .fused import Fused, FusedMember
+from .image import Image, MultiImage
 from .parts import Part
 from .sources import describe, file_uri, path_from, read_head, time_fragment_of
 from .video import Video
@@ -40,6 +45,24 @@ an image or video content block."""
 # line breaks, long enough that a short word is never mistaken for an image.
 _RAW_BASE64 = re.compile(r"[A-Za-z0-9+/=\r\n]{16,}")
 _URI_PREFIXES = ("data:", "http://", "https://", "file://")
+
+CAPTION_FRAGMENT = "#caption="
+"""The fragment that carries an image reference's caption:
+``file:///photos/bike.jpg#caption=a%20red%20bicycle``."""
+# Only these carry a caption: ``#`` is percent-encoded in a file URI's path and is not in
+# base64, so the fragment cannot be part of the reference itself.
+_CAPTIONED_PREFIXES = ("file://", "data:image/")
+
+Captioner = Callable[[Path], "str | None"]
+"""What the loaders' ``caption=`` takes: a function of an image's path that returns its
+caption, or ``None`` (or an empty string) for an image without one."""
+
+FusedInput = Union[
+    str, Mapping[str, Any], Image, MultiImage, Video, "os.PathLike[str]", bytes, io.BytesIO
+]
+"""A member of a group given to a fused method: a string (text, or a media reference as a
+text method reads it), a content block, a local image or video path, image bytes (or a
+``BytesIO``), or a core part."""
 
 
 def media_part(value: str, *, auto_fit: bool = True, files: bool = True) -> Image | Video | None:
@@ -86,12 +109,16 @@ def text_or_media(
     value: str | Mapping[str, Any], *, auto_fit: bool = True, files: bool = True
 ) -> Part:
     """A string handed to a text method: the medium it references (a media URI, or raw
-    base64 of an image), else the text itself (``files``: whether a ``file://`` URI may be
-    read); a content block, what it describes."""
+    base64 of an image; a captioned image reference, the fused caption and image), else the
+    text itself (``files``: whether a ``file://`` URI may be read); a content block, what it
+    describes."""
     if isinstance(value, Mapping):
         return block_part(value, auto_fit=auto_fit)
     if not isinstance(value, str):
         return value
+    captioned = captioned_part(value, auto_fit=auto_fit, files=files)
+    if captioned is not None:
+        return captioned
     media = media_part(value, auto_fit=auto_fit, files=files)
     if media is not None:
         return media
@@ -120,8 +147,11 @@ def query_part(value: str | Mapping[str, Any], *, auto_fit: bool = True, read_fi
             "method (embed_image / get_image_embedding)",
             part=describe(value, 80),
         )
+    reference = value if uri else file_uri(os.path.abspath(value))
     return (
-        media_part(value if uri else file_uri(os.path.abspath(value)), auto_fit=auto_fit) or value
+        captioned_part(reference, auto_fit=auto_fit)
+        or media_part(reference, auto_fit=auto_fit)
+        or value
     )
 
 
@@ -221,3 +251,119 @@ def raw_base64_image(value: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     return data if sniff_image_format(data[:64]) is not None else None
+
+
+# --- captioned image references -------------------------------------------------------------
+
+
+def captioned_reference(reference: str, caption: str) -> str:
+    """An image's ``file://`` or ``data:image/`` reference carrying ``caption``, which the text
+    methods embed as ONE fused vector of the caption and the image (see :func:`captioned_part`).
+
+    >>> captioned_reference("file:///photos/bike.jpg", "a red bicycle, 100% steel")
+    'file:///photos/bike.jpg#caption=a%20red%20bicycle%2C%20100%25%20steel'
+    """
+    return f"{reference}{CAPTION_FRAGMENT}{urllib.parse.quote(caption, safe='')}"
+
+
+def split_caption(value: str) -> tuple[str, str | None]:
+    """A captioned reference's image reference and its caption (unquoted), or ``(value,
+    None)`` for a string that carries none (only ``file://`` and ``data:image/`` references
+    do)."""
+    if not value.startswith(_CAPTIONED_PREFIXES) or CAPTION_FRAGMENT not in value:
+        return value, None
+    reference, _, quoted = value.rpartition(CAPTION_FRAGMENT)
+    return reference, urllib.parse.unquote(quoted)
+
+
+def captioned_part(
+    value: str, *, auto_fit: bool = True, files: bool = True
+) -> Image | Video | Fused | None:
+    """The part a captioned image reference stands for, ``Fused([caption, image])`` (the
+    image alone when the caption is blank); ``None`` for any other string. ``files`` as for
+    :func:`media_part`; a captioned ``file://`` reference to a missing file raises as there."""
+    reference, caption = split_caption(value)
+    if caption is None:
+        return None
+    media = media_part(reference, auto_fit=auto_fit, files=files)
+    if media is None:
+        return None
+    return Fused([caption, media]) if caption.strip() else media
+
+
+def checked_captioner(caption: object) -> Captioner | None:
+    """A loader's ``caption=`` argument, or a ``TypeError`` saying what it takes."""
+    if caption is not None and not callable(caption):
+        raise TypeError(
+            "caption must be a function of the image's path returning its caption (or "
+            f"None), not {type(caption).__name__}; for fixed captions pass "
+            "caption=lambda path: captions.get(path.name)"
+        )
+    return caption
+
+
+def caption_for(captioner: Captioner | None, path: Path) -> str | None:
+    """The caption ``captioner`` gives the image at ``path``: ``None`` without a captioner, or
+    for an image it gives none (or a blank one); a ``TypeError`` if it returns no string."""
+    if captioner is None:
+        return None
+    caption = captioner(path)
+    if caption is not None and not isinstance(caption, str):
+        raise TypeError(
+            f"caption({str(path)!r}) returned a {type(caption).__name__}; it must return "
+            "the caption as a str, or None for an image without one"
+        )
+    return caption if caption and caption.strip() else None
+
+
+# --- fused groups ---------------------------------------------------------------------------
+
+
+def fused_groups(groups: object, *, auto_fit: bool = True, method: str) -> list[Fused]:
+    """The :class:`Fused` parts a fused method's list of groups stands for.
+
+    A group is a :class:`Fused` or a list of :data:`FusedInput` members: a string is read as a
+    text method reads it (a captioned image reference adds its caption and its image), a
+    local path, bytes or a ``BytesIO`` as an image method does. An :class:`InputError` names
+    the group (its position) and says what was wrong; ``method`` names the caller in it.
+
+    >>> fused_groups([["a red bicycle", Path("bike.jpg")]], method="embed_fused")
+    [Fused(['a red bicycle', Image('bike.jpg')])]
+    """
+    if isinstance(groups, (str, bytes, Mapping, Fused)) or not isinstance(groups, Sequence):
+        raise InputError(
+            f"{method} takes a list of groups, not {type(groups).__name__}; wrap one group in "
+            f"a list: {method}([[text, image]])"
+        )
+    fused: list[Fused] = []
+    for index, group in enumerate(groups):
+        try:
+            fused.append(group if isinstance(group, Fused) else _group(group, auto_fit))
+        except InputError as exc:
+            raise exc.at(index) from exc.__cause__
+    return fused
+
+
+def _group(group: object, auto_fit: bool) -> Fused:
+    if isinstance(group, (str, bytes, Mapping)) or not isinstance(group, Sequence):
+        raise InputError(
+            f"a fused group is a list of parts, not {type(group).__name__}: [text, image, ...]"
+        )
+    return Fused([part for member in group for part in _members(member, auto_fit)])
+
+
+def _members(member: object, auto_fit: bool) -> list[FusedMember]:
+    """What one member of a group adds to it: itself as a part, or a captioned image
+    reference's caption and image."""
+    part: object = member
+    if isinstance(member, (str, Mapping)):
+        part = text_or_media(member, auto_fit=auto_fit)
+    elif isinstance(member, (os.PathLike, bytes, io.BytesIO)):
+        part = image_input(member, auto_fit=auto_fit)
+    if isinstance(part, Fused) and isinstance(member, str):
+        return list(part.parts)
+    if not isinstance(part, (str, Image, MultiImage, Video)):
+        raise InputError(
+            f"a fused group holds texts, images and a video, not {type(member).__name__}"
+        )
+    return [part]

@@ -13,14 +13,25 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, get_args
 
 from ..wire.errors import InputError, MediaTooLargeError
 from ..wire.formats import HEAD_BYTES, VIDEO_MIME_TYPES
-from ..wire.limits import MAX_IMAGES_PER_GROUP, MAX_VIDEO_BYTES
+from ..wire.limits import MAX_IMAGES_PER_GROUP, MAX_VIDEO_BYTES, parameter_problem
 from . import decoding, sources
-from .prepared import DATA_URI_OVERHEAD, Content, Prepared, constant, digest, finish
+from .prepared import (
+    DATA_URI_OVERHEAD,
+    IMAGE_PARAMETERS,
+    VIDEO_PARAMETERS,
+    Content,
+    Prepared,
+    constant,
+    digest,
+    finish,
+    with_options,
+)
 
 VideoStrategy = Literal["url", "data_uri", "frames"]
 VideoSource = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -61,9 +72,16 @@ class Video:
     The file is checked (exists, container sniffed from its magic bytes, size
     for ``data_uri``) when a call starts; frames are decoded only when the
     request that carries them is built.
+
+    For a video the service samples itself (a URL, or ``"data_uri"``), ``fps``
+    (a sampling RATIO in [0, 1], not frames per second; default 1.0) and
+    ``max_video_frames`` (at most 64, dated snapshots only; default 8) tell it
+    how, over the client's settings. Frames sampled here take ``frames`` instead.
+
+    >>> Video("https://example.com/clip.mp4", fps=0.5, max_video_frames=16)
     """
 
-    __slots__ = ("end", "frames", "source", "start", "strategy")
+    __slots__ = ("end", "fps", "frames", "max_video_frames", "source", "start", "strategy")
 
     def __init__(
         self,
@@ -73,7 +91,13 @@ class Video:
         start: float | None = None,
         end: float | None = None,
         frames: int = MAX_IMAGES_PER_GROUP,
+        fps: float | None = None,
+        max_video_frames: int | None = None,
     ) -> None:
+        for name, value in (("fps", fps), ("max_video_frames", max_video_frames)):
+            problem = None if value is None else parameter_problem(name, value)
+            if problem:
+                raise InputError(problem)
         if isinstance(source, (bytearray, memoryview)):
             source = bytes(source)
         if not isinstance(source, (str, bytes, os.PathLike)):
@@ -106,6 +130,8 @@ class Video:
         self.start = float(start) if start is not None else None
         self.end = float(end) if end is not None else None
         self.frames = frames
+        self.fps = fps
+        self.max_video_frames = max_video_frames
 
     def __repr__(self) -> str:
         if isinstance(self.source, bytes):
@@ -118,6 +144,8 @@ class Video:
                 ("strategy", self.strategy),
                 ("start", self.start),
                 ("end", self.end),
+                ("fps", self.fps),
+                ("max_video_frames", self.max_video_frames),
             )
             if value is not None
         ]
@@ -126,7 +154,15 @@ class Video:
         return f"Video({', '.join([what, *options])})"
 
     def _identity(self) -> tuple[object, ...]:
-        return (self.source, self.strategy, self.start, self.end, self.frames)
+        return (
+            self.source,
+            self.strategy,
+            self.start,
+            self.end,
+            self.frames,
+            self.fps,
+            self.max_video_frames,
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Video) and other._identity() == self._identity()
@@ -180,11 +216,24 @@ class Video:
         With ``defer_checks`` the costly check (opening the container) is left to the
         returned part's ``check``, which the client runs for the parts it sends.
         """
-        return finish(self._prepare(), defer_checks)
+        part = self._prepare()
+        if part.kind == "multi_images":
+            # frames sampled here are images: the resolution tier applies, not the sampling
+            return finish(replace(part, uses=IMAGE_PARAMETERS), defer_checks)
+        part = replace(part, uses=VIDEO_PARAMETERS, videos=1)
+        part = with_options(part, fps=self.fps, max_video_frames=self.max_video_frames)
+        return finish(part, defer_checks)
 
     def _prepare(self) -> Prepared:
         strategy = self.resolved_strategy()
         description = self._description()
+        if strategy == "frames" and (self.fps is not None or self.max_video_frames is not None):
+            raise InputError(
+                "fps and max_video_frames tell the service how to sample a video it receives "
+                "whole; this one's frames are sampled here (strategy='frames'): use frames=... "
+                "or send it by URL",
+                part=description,
+            )
         if strategy != "frames" and (self.start is not None or self.end is not None):
             raise InputError(
                 f"a time range needs strategy='frames'; {strategy!r} sends the whole video",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import APIResponseValidationError
+from .errors import APIResponseValidationError, DimensionMismatchError
 from .models import (
     NATIVE_PATH,
     OPENAI_PATH,
@@ -38,21 +38,35 @@ def path_for(dialect: str) -> str:
 
 
 def build_body(
-    dialect: str, model: str, contents: Sequence[dict[str, Any]], dimension: int | None
+    dialect: str,
+    model: str,
+    contents: Sequence[dict[str, Any]],
+    dimension: int | None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of one request.
 
     In the openai dialect a batch of texts goes as a list of strings (what any
     OpenAI-compatible gateway takes) and a batch with media as a native part
-    list, the only form that carries ``multi_images``.
+    list, the only form that carries ``multi_images``; the gateway's contract has
+    no ``parameters``, so the client refuses them before it gets here. In the
+    native dialect ``dimension`` and ``parameters`` (``res_level``, ``fps``,
+    ``max_video_frames``, ``instruct``) go in ``parameters``, in a fixed order.
     """
+    extra = {k: v for k, v in (parameters or {}).items() if v is not None}
     if dialect == "openai":
-        if all("text" in c for c in contents):
+        if extra:
+            raise ValueError(
+                f"the openai dialect carries no parameters ({', '.join(sorted(extra))})"
+            )
+        if all(list(c) == ["text"] for c in contents):
             return {"model": model, "input": [c["text"] for c in contents]}
         return {"model": model, "input": {"contents": list(contents)}}
     body: dict[str, Any] = {"model": model, "input": {"contents": list(contents)}}
-    if dimension is not None:
-        body["parameters"] = {"dimension": dimension}
+    given: dict[str, Any] = {} if dimension is None else {"dimension": dimension}
+    given.update(sorted(extra.items()))
+    if given:
+        body["parameters"] = given
     return body
 
 
@@ -88,6 +102,14 @@ def parse_answer(
             request_id=request_id,
         ) from None
 
+    sizes = {len(vector) for _, vector in items}
+    if dimension is not None and len(sizes) == 1 and 0 not in sizes and dimension not in sizes:
+        # every vector of one other size: the size the service makes, not a broken answer
+        raise DimensionMismatchError(
+            f"the service returned vectors of {sizes.pop()} dimensions where {dimension} "
+            "were expected",
+            request_id=request_id,
+        )
     vectors: list[Vector | None] = [None] * count
     for index, vector in items:
         if not 0 <= index < count or vectors[index] is not None:
@@ -99,6 +121,8 @@ def parse_answer(
         # Without a known size, the first vector sets it: one answer never mixes sizes.
         expected = dimension if dimension is not None else len(items[0][1])
         if not vector or len(vector) != expected:
+            # a vector of a known size but another one than asked for: the size the service
+            # makes, not a broken answer
             raise APIResponseValidationError(
                 f"the embedding at index {index} has {len(vector)} dimensions, "
                 f"expected {expected or 'at least one'}",
@@ -145,29 +169,32 @@ def _split_usage(prompt: int, total: int, text_tokens: int, has_media: bool) -> 
 
 
 def native_usage(usage: NativeUsage | None, text_tokens: int, has_media: bool) -> Usage:
-    """Both native usage shapes (contract.md, "Usage: two shapes")."""
+    """Both native usage shapes (contract.md, "Usage: two shapes"), with the tokens of each
+    modality where ``input_tokens_details`` names them."""
     if usage is None:
         return Usage()
     input_tokens = usage.input_tokens or 0
     image_count = usage.image_count or 0
     seconds = usage.duration or 0.0
     details = usage.input_tokens_details
+    images = videos = 0
     if details is not None:
-        # input_tokens holds text and images together; without it, the details add up
+        images, videos = details.image_tokens or 0, details.video_tokens or 0
+        # input_tokens holds every modality together; without it, the details add up
         prompt = (
             usage.input_tokens
             if usage.input_tokens is not None
-            else (details.text_tokens or 0) + (details.image_tokens or 0)
+            else (details.text_tokens or 0) + images + videos
         )
-        text = (
-            details.text_tokens
-            if details.text_tokens is not None
-            else prompt - (details.image_tokens or 0)
-        )
+        text = details.text_tokens if details.text_tokens is not None else prompt - images - videos
         text = min(max(text, 0), prompt)
+        # what the details name cannot be more than the media tokens of the prompt
+        images = min(images, prompt - text)
+        videos = min(videos, prompt - text - images)
         base = Usage(prompt_tokens=prompt, text_tokens=text, media_tokens=prompt - text)
     elif usage.image_tokens is not None:
         prompt = input_tokens + usage.image_tokens
+        images = usage.image_tokens
         base = Usage(
             prompt_tokens=prompt, text_tokens=input_tokens, media_tokens=usage.image_tokens
         )
@@ -180,6 +207,8 @@ def native_usage(usage: NativeUsage | None, text_tokens: int, has_media: bool) -
         total_tokens=total,
         text_tokens=base.text_tokens,
         media_tokens=base.media_tokens,
+        image_tokens=images,
+        video_tokens=videos,
         image_count=image_count,
         video_seconds=seconds,
         modality_estimated=base.modality_estimated,

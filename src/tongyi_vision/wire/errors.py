@@ -17,6 +17,7 @@
         ├── APIConnectionError
         │   └── APITimeoutError
         ├── APIResponseValidationError         a 2xx answer that is malformed or incomplete
+        │   └── DimensionMismatchError         vectors of another size than was asked for
         └── APIStatusError                     the service answered with an error status
             ├── BadRequestError                400
             │   └── ContentModerationError     400 DataInspectionFailed
@@ -26,7 +27,7 @@
             ├── RequestTimeoutError            408
             ├── ConflictError                  409
             ├── RequestTooLargeError           413
-            ├── RateLimitError                 429
+            ├── RateLimitError                 429; ``limit``: requests, tokens or surge
             └── ServerError                    5xx
 
 An :class:`APIError` raised by an ``embed`` call knows which parts of the call
@@ -39,8 +40,13 @@ to send only what is missing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .results import Usage, Vector
+
+RateLimit = Literal["requests", "tokens", "surge"]
+"""Which limit a 429 says was hit: requests per minute (or second), tokens per minute (or
+second), or the surge guard (a rate that rose too quickly; also a 429 that does not say)."""
 
 
 class TongyiVisionError(Exception):
@@ -135,8 +141,12 @@ class APIError(TongyiVisionError):
     Attributes: ``message``; ``status`` (HTTP status or ``None``); ``code`` (the
     provider's error code); ``request_id``; ``part_indexes`` (the parts of the
     call that the failed request carried); ``partial`` (a
-    :class:`~tongyi_vision.PartialResult` with everything the call finished).
+    :class:`~tongyi_vision.PartialResult` with everything the call finished);
+    ``hint``: what the client knows of the cause and what to do (shown after the
+    message, which stays the provider's own).
     """
+
+    hint: str | None = None
 
     def __init__(
         self,
@@ -156,6 +166,7 @@ class APIError(TongyiVisionError):
         super().__init__(message)
 
     def __str__(self) -> str:
+        message = f"{self.message}; {self.hint}" if self.hint else self.message
         details = []
         if self.status is not None:
             details.append(f"status {self.status}")
@@ -165,7 +176,7 @@ class APIError(TongyiVisionError):
             details.append(f"request id {self.request_id}")
         if self.part_indexes:
             details.append(f"parts {_short_indexes(self.part_indexes)}")
-        return f"{self.message} ({', '.join(details)})" if details else self.message
+        return f"{message} ({', '.join(details)})" if details else message
 
 
 class APIConnectionError(APIError):
@@ -178,6 +189,11 @@ class APITimeoutError(APIConnectionError):
 
 class APIResponseValidationError(APIError):
     """A success answer that is malformed: bad JSON, missing or extra vectors, wrong sizes."""
+
+
+class DimensionMismatchError(APIResponseValidationError):
+    """The service answered with vectors of another size than the one asked for (an undated
+    model name may ignore ``dimension``). Not retried: the same request gets the same size."""
 
 
 class APIStatusError(APIError):
@@ -222,7 +238,17 @@ class RequestTooLargeError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: rate limited; ``retry_after`` holds the server's hint in seconds, if any."""
+    """429: rate limited; ``retry_after`` holds the server's hint in seconds, if any.
+
+    ``limit`` says which limit was hit, from the provider's code (and message):
+    ``"requests"`` (``Throttling.RateQuota``, requests per minute), ``"tokens"``
+    (``Throttling.AllocationQuota``, tokens per minute) or ``"surge"`` (plain
+    ``Throttling``: the rate rose too quickly, or the answer does not say).
+    """
+
+    @property
+    def limit(self) -> RateLimit:
+        return rate_limit_of(self.code, self.message)
 
 
 class ServerError(APIStatusError):
@@ -240,6 +266,24 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     422: BadRequestError,
     429: RateLimitError,
 }
+
+
+def rate_limit_of(code: str | None, message: str) -> RateLimit:
+    """Which limit a 429 names: by its code, else by words of its message."""
+    kind = (code or "").strip().lower()
+    if kind.endswith("ratequota"):
+        return "requests"
+    if kind.endswith("allocationquota"):
+        return "tokens"
+    if kind in ("", "throttling", "rate_limit_exceeded", "429"):
+        words = message.lower()
+        if "too quickly" in words or "surge" in words or "burst" in words:
+            return "surge"
+        if "token" in words or "tpm" in words:
+            return "tokens"
+        if "request" in words or "rpm" in words:
+            return "requests"
+    return "surge"
 
 
 def status_error_class(status: int, code: str | None) -> type[APIStatusError]:

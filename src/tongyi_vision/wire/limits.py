@@ -11,36 +11,161 @@ import math
 import re
 import string
 from dataclasses import dataclass
+from typing import Literal
 
 FLASH = "tongyi-embedding-vision-flash"
 PLUS = "tongyi-embedding-vision-plus"
+SNAPSHOT = "2026-03-06"
+FLASH_SNAPSHOT = f"{FLASH}-{SNAPSHOT}"
+PLUS_SNAPSHOT = f"{PLUS}-{SNAPSHOT}"
+
+Parameter = Literal["res_level", "max_video_frames", "fps", "instruct"]
+"""A native request parameter beyond ``dimension`` that a model may accept."""
+
+PARAMETERS: tuple[Parameter, ...] = ("res_level", "max_video_frames", "fps", "instruct")
+MEDIA_PARAMETERS: tuple[Parameter, ...] = ("res_level", "max_video_frames", "fps")
+
+# Image tokens per image at each res_level (0..3), as the snapshots' pages give them;
+# the service's default tier is 1.
+RES_LEVEL_TOKENS = (127, 402, 578, 1026)
+DEFAULT_RES_LEVEL = 1
+MAX_VIDEO_FRAMES = 64
+DEFAULT_MAX_VIDEO_FRAMES = 8
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What one model accepts and costs."""
+    """What one model accepts and costs.
+
+    ``dimensions`` lists the sizes the pages name; ``dimension_range``, when set, says any
+    size in that closed range is accepted (the dated snapshots). ``dimension_checked``:
+    the pages disagree on whether the model honours ``dimension`` (the undated names), so
+    the client sends it and checks the length of what comes back. ``parameters``: the
+    native parameters beyond ``dimension`` it takes; ``fuses``: whether a content object
+    holding several media gives one fused vector. ``known`` is false for the permissive
+    rules an unknown model name is given.
+    """
 
     name: str
     default_dimension: int
     dimensions: tuple[int, ...]
     text_price_per_million: float
     media_price_per_million: float
+    dimension_range: tuple[int, int] | None = None
+    parameters: frozenset[Parameter] = frozenset({"fps"})
+    fuses: bool = False
+    dimension_checked: bool = False
+    known: bool = True
 
+    def accepts_dimension(self, dimension: int) -> bool:
+        """Whether ``dimension`` is a size this model may be asked for."""
+        if self.dimension_range is not None:
+            low, high = self.dimension_range
+            return low <= dimension <= high
+        return dimension in self.dimensions
+
+    def describe_dimensions(self) -> str:
+        """The sizes it takes, in words: ``768, 512, 256, 128 or 64`` or ``any of 64..768``."""
+        if self.dimension_range is not None:
+            return f"any of {self.dimension_range[0]}..{self.dimension_range[1]}"
+        *most, last = map(str, self.dimensions)
+        return f"{', '.join(most)} or {last}" if most else last
+
+
+_SNAPSHOT_PARAMETERS: frozenset[Parameter] = frozenset(PARAMETERS)
 
 MODELS: dict[str, ModelSpec] = {
-    FLASH: ModelSpec(FLASH, 768, (768, 512, 256, 128, 64), 0.09, 0.03),
-    PLUS: ModelSpec(PLUS, 1152, (1152, 1024, 512, 256, 128, 64), 0.09, 0.09),
+    # The undated names: the English pages list these sizes, the Chinese reference says
+    # dimension is ignored; the client checks the length of what comes back.
+    FLASH: ModelSpec(FLASH, 768, (768, 512, 256, 128, 64), 0.09, 0.03, dimension_checked=True),
+    PLUS: ModelSpec(
+        PLUS, 1152, (1152, 1024, 512, 256, 128, 64), 0.09, 0.09, dimension_checked=True
+    ),
+    # The dated snapshots: any size up to the full one, the newer parameters, fusion;
+    # priced as their base (no page gives them other prices).
+    FLASH_SNAPSHOT: ModelSpec(
+        FLASH_SNAPSHOT,
+        768,
+        (768, 512, 256, 128, 64),
+        0.09,
+        0.03,
+        dimension_range=(64, 768),
+        parameters=_SNAPSHOT_PARAMETERS,
+        fuses=True,
+    ),
+    PLUS_SNAPSHOT: ModelSpec(
+        PLUS_SNAPSHOT,
+        1152,
+        (1152, 1024, 512, 256, 128, 64),
+        0.09,
+        0.09,
+        dimension_range=(64, 1152),
+        parameters=_SNAPSHOT_PARAMETERS,
+        fuses=True,
+    ),
 }
 
 DEFAULT_MODEL = FLASH
+
+
+def model_spec(model: str) -> ModelSpec:
+    """The rules of ``model``: its row of :data:`MODELS`, or, for a name the table does not
+    know, the most permissive rules (any size, every parameter, fusion) with no default
+    size, priced as the dearest model so that a cost estimate errs high."""
+    spec = MODELS.get(model)
+    if spec is not None:
+        return spec
+    return ModelSpec(
+        model,
+        0,
+        (),
+        max(s.text_price_per_million for s in MODELS.values()),
+        max(s.media_price_per_million for s in MODELS.values()),
+        dimension_range=(1, 1 << 16),
+        parameters=_SNAPSHOT_PARAMETERS,
+        fuses=True,
+        dimension_checked=True,
+        known=False,
+    )
+
+
+def parameter_problem(name: str, value: object) -> str | None:
+    """What is wrong with a value of a native parameter, or ``None`` if it is fine."""
+    if isinstance(value, bool):
+        return f"{name} must be a number or a string, not {value!r}"
+    if name == "res_level" and (not isinstance(value, int) or not 0 <= value <= 3):
+        return f"res_level must be an int from 0 to 3 (the image resolution tier), not {value!r}"
+    if name == "max_video_frames" and (
+        not isinstance(value, int) or not 1 <= value <= MAX_VIDEO_FRAMES
+    ):
+        return f"max_video_frames must be an int from 1 to {MAX_VIDEO_FRAMES}, not {value!r}"
+    if name == "fps" and (not isinstance(value, (int, float)) or not 0 <= value <= 1):
+        return f"fps is a frame-sampling ratio in [0, 1] (not frames per second), not {value!r}"
+    if name == "instruct" and (not isinstance(value, str) or not value.strip()):
+        return f"instruct must be a non-empty string (a task instruction), not {value!r}"
+    return None
+
+
+def image_tokens_estimate(res_level: int | None) -> int:
+    """About how many tokens one image costs at a resolution tier (the default tier when
+    ``None``): the snapshots' pages give the tiers; for the undated names, which publish no
+    formula, the default tier is the estimate. Real usage comes from the answer."""
+    return RES_LEVEL_TOKENS[DEFAULT_RES_LEVEL if res_level is None else res_level]
+
 
 MAX_TEXT_TOKENS = 1024
 MAX_IMAGE_BYTES = 3 * 1024 * 1024
 MAX_VIDEO_BYTES = 10 * 1024 * 1024
 MAX_IMAGES_PER_REQUEST = 8
 MAX_IMAGES_PER_GROUP = 8
-# The API family documents at most 20 content elements per request.
+# The older pages give at most 20 content elements per request; the native API now states
+# only a token budget. The client's cap is a setting (max_parts_per_request) with this default.
 MAX_PARTS_PER_REQUEST = 20
+DEFAULT_MAX_PARTS_PER_REQUEST = MAX_PARTS_PER_REQUEST
+# The native API's limit is a token budget per request, of a size no page gives: the
+# default is twenty parts at the per-text limit, so it never splits what the parts cap keeps
+# together; a lower max_request_tokens packs by estimated tokens.
+DEFAULT_MAX_REQUEST_TOKENS = 20 * 1024
 # Eight images near the 3 MB limit would make a 32 MB body; keep requests well below
 # what gateways commonly accept and let 413 answers split a batch further.
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
@@ -155,17 +280,16 @@ def image_tokens_for_pixels(width: int, height: int) -> int:
 
 
 def media_price(model: str) -> tuple[float, float]:
-    """(text, image/video) dollars per million tokens; an unknown model is priced as plus,
-    the dearer of the two, so a cost estimate errs high."""
-    spec = MODELS.get(base_model(model))
-    if spec is None:
-        spec = MODELS[PLUS]
+    """(text, image/video) dollars per million tokens; an unknown model is priced as the
+    dearest of the table, so a cost estimate errs high."""
+    spec = model_spec(model)
     return spec.text_price_per_million, spec.media_price_per_million
 
 
 def base_model(model: str) -> str:
-    """Strip a dated snapshot suffix: ``tongyi-embedding-vision-flash-2026-03-06`` -> flash."""
-    for name in MODELS:
+    """The undated family name: ``tongyi-embedding-vision-flash-2026-03-06`` -> flash (what
+    a snapshot is a version of; its rules are its own row of :data:`MODELS`)."""
+    for name in (FLASH, PLUS):
         if model == name or model.startswith(name + "-"):
             return name
     return model

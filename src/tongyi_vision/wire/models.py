@@ -30,8 +30,13 @@ class _Strict(BaseModel):
 # --- native (dashscope) request -------------------------------------------------------
 
 
+_CONTENT_KEYS = ("text", "image", "video", "multi_images")
+
+
 class NativeContent(_Strict):
-    """One part of a native request: exactly one of the four keys is set."""
+    """One content object of a native request: one of the four keys, or (fusion, on the
+    models that fuse) a text, an image or an image group, and a video in the same object,
+    which then give ONE vector."""
 
     text: str | None = None
     image: str | None = None
@@ -39,19 +44,29 @@ class NativeContent(_Strict):
     multi_images: list[str] | None = None
 
     @model_validator(mode="after")
-    def _one_key(self) -> NativeContent:
-        given = [
-            k for k in ("text", "image", "video", "multi_images") if getattr(self, k) is not None
-        ]
-        if len(given) != 1:
-            raise ValueError(
-                "each content must have exactly one of text, image, video, multi_images; "
-                f"got {given or 'none'}"
-            )
+    def _keys_given(self) -> NativeContent:
+        given = self.keys
+        if not given:
+            raise ValueError("each content must have one of text, image, video, multi_images")
+        if self.image is not None and self.multi_images is not None:
+            raise ValueError("a content holds image or multi_images, not both")
         return self
 
     @property
-    def kind(self) -> Literal["text", "image", "video", "multi_images"]:
+    def keys(self) -> list[str]:
+        """The keys this content sets, in the order of the four keys."""
+        return [k for k in _CONTENT_KEYS if getattr(self, k) is not None]
+
+    @property
+    def fused(self) -> bool:
+        """Whether this content holds several media (one fused vector on the models that
+        fuse; refused by the others)."""
+        return len(self.keys) > 1
+
+    @property
+    def kind(self) -> Literal["text", "image", "video", "multi_images", "fused"]:
+        if self.fused:
+            return "fused"
         if self.text is not None:
             return "text"
         if self.image is not None:
@@ -69,8 +84,13 @@ class NativeInput(_Strict):
 
 
 class NativeParameters(_Lenient):
+    """The native ``parameters`` (contract.md, "Dated snapshots, parameters and regions")."""
+
     dimension: int | None = None
     fps: float | None = None
+    res_level: int | None = None
+    max_video_frames: int | None = None
+    instruct: str | None = None
     output_type: str | None = None
 
 
@@ -96,6 +116,7 @@ class NativeOutput(_Lenient):
 class InputTokensDetails(_Lenient):
     text_tokens: Count | None = None
     image_tokens: Count | None = None
+    video_tokens: Count | None = None
 
 
 class NativeUsage(_Lenient):
