@@ -19,7 +19,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from ..media.references import media_part, raw_base64_image
+from ..media.references import media_part, raw_base64_image, split_caption
 from ..media.sources import is_url, path_from, read_file
 from ..media.video import Video
 from ..wire.errors import InputError
@@ -37,6 +37,8 @@ def to_content_blocks(
     - an image document (``file://`` or ``data:image`` URI, raw base64 of an
       image): ``{"type": "image", "base64": ..., "mime_type": ...}``, the file
       read now; an http(s) image URL: ``{"type": "image", "url": ...}``;
+    - a captioned image document (``TongyiImageLoader(caption=...)``): its image
+      block, then a text block holding the caption;
     - a video clip with a ``thumbnail_path`` (``TongyiVideoLoader(thumbnails_dir=...)``):
       its thumbnail as an image block, then a text block naming the clip and its times;
     - anything else: ``{"type": "text", "text": page_content}``, or nothing when
@@ -56,9 +58,12 @@ def _blocks(document: Document, text: bool, max_bytes: int) -> list[ContentBlock
     metadata = document.metadata
     if is_url(content) and str(metadata.get("mime_type", "")).startswith("image/"):
         return [{"type": "image", "url": content}]
-    image = _image_bytes(content)
+    reference, caption = split_caption(content)
+    image = _image_bytes(reference)
     if image is not None and len(image) <= max_bytes:
-        return [_image_block(image)]
+        # the caption goes with its image, as a clip's times with its thumbnail (text or not)
+        said = [{"type": "text", "text": caption}] if caption and caption.strip() else []
+        return [_image_block(image), *said]
     thumbnail = metadata.get("thumbnail_path")
     if isinstance(thumbnail, str) and _is_clip(content):
         data = _file_bytes(Path(thumbnail))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import httpx
@@ -14,8 +15,17 @@ from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, SecretStr
 
 from ..engine.client import AsyncClient, Client, ClientPair
 from ..engine.pieces import LongText
+from ..media.fused import Fused
 from ..media.parts import Part
-from ..media.references import image_input, query_part, strings, text_or_media, video_input
+from ..media.references import (
+    FusedInput,
+    fused_groups,
+    image_input,
+    query_part,
+    strings,
+    text_or_media,
+    video_input,
+)
 from ..wire.limits import FLASH
 
 
@@ -62,6 +72,24 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
     Also accepted as ``dimensions`` (OpenAI's name). Read-only once built: it then holds the
     size in use (768 for flash, 1152 for plus, or the size asked for), to create a store's
     collection with."""
+    region: str | None = None
+    """``"singapore"`` or ``"beijing"``: the native service root of that region (``dashscope``
+    dialect; keys are bound to a region). An explicit ``base_url`` wins over it."""
+    workspace: str | None = None
+    """A Model Studio workspace id (``"ws-..."``): its Singapore domain is the service root
+    (``dashscope`` dialect). An explicit ``base_url`` wins over it."""
+    res_level: int | None = None
+    """Image resolution tier 0-3 sent with every image (dated snapshots): it changes the
+    tokens an image costs. ``None`` leaves the service's default (1)."""
+    fps: float | None = None
+    """The share of a video's frames the service samples, a ratio in [0, 1] (not frames per
+    second), for videos given by URL."""
+    max_video_frames: int | None = None
+    """The most frames the service samples from a video given by URL, 1-64 (dated
+    snapshots)."""
+    instruct: str | None = None
+    """A task instruction in English sent with queries (:meth:`embed_query`), never with
+    documents, such as ``"Find images that match the description"`` (dated snapshots)."""
     max_retries: int = 3
     """Retries (not attempts) of a request after a rate limit, timeout or server error."""
     timeout: float | None = Field(
@@ -114,14 +142,24 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # A region or a workspace wins over TONGYI_VISION_BASE_URL (the field's default), not
+        # over a base_url given here: the core reads the variable itself when none is given.
+        regional = self.region is not None or self.workspace is not None
+        given_url = "base_url" in self.model_fields_set or not regional
         # Built here rather than in a validator so that configuration problems surface as the
         # core's ConfigurationError, not wrapped in a pydantic ValidationError.
         self._client = Client(
             self.api_key.get_secret_value() if self.api_key is not None else None,
-            base_url=self.base_url,
+            base_url=self.base_url if given_url else None,
             model=self.model,
             dialect=self.dialect,
             dimension=self.dimension,
+            region=self.region,
+            workspace=self.workspace,
+            res_level=self.res_level,
+            fps=self.fps,
+            max_video_frames=self.max_video_frames,
+            instruct=self.instruct,
             timeout=httpx.Timeout(self.timeout),
             max_retries=self.max_retries,
             max_concurrency=self.max_concurrency,
@@ -180,8 +218,12 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query string: a ``data:`` URI makes an image or video query, and so does
-        a ``file://`` URI with ``read_query_files=True``; anything else is text."""
-        return self._client.embed(self._query(text)).vectors[0]
+        a ``file://`` URI with ``read_query_files=True``; anything else is text, sent with
+        ``instruct`` when it is set (documents never carry it)."""
+        query = self._query(text)
+        if isinstance(query, str):
+            return self._client.embed_query(query)
+        return self._client.embed([query]).vectors[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`; its requests run concurrently on the event loop."""
@@ -189,7 +231,31 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
-        return (await self._async_client.embed(self._query(text))).vectors[0]
+        query = self._query(text)
+        if isinstance(query, str):
+            return await self._async_client.embed_query(query)
+        return (await self._async_client.embed([query])).vectors[0]
+
+    # --- fused groups ---
+
+    def embed_fused(self, groups: Sequence[Sequence[FusedInput] | Fused]) -> list[list[float]]:
+        """Embed each group of parts into ONE fused vector: one text, up to eight images and
+        at most one video (by URL) per group (dated snapshots, ``dialect="dashscope"``).
+
+        A member is a string (text, or a media reference as in :meth:`embed_documents`),
+        a content block, a local image path, a ``BytesIO`` or a core part. Other models
+        and the ``openai`` dialect refuse fused groups with an ``InputError`` before
+        anything is sent.
+
+        >>> embeddings.embed_fused([["a red bicycle", {"type": "image", "url": url}]])
+        """
+        return self._client.embed(self._fused(groups)).vectors
+
+    async def aembed_fused(
+        self, groups: Sequence[Sequence[FusedInput] | Fused]
+    ) -> list[list[float]]:
+        """Async :meth:`embed_fused`."""
+        return (await self._async_client.embed(self._fused(groups))).vectors
 
     # --- images and videos ---
 
@@ -225,11 +291,14 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
             return list(listed)
         return [text_or_media(text, auto_fit=self.auto_fit) for text in listed]
 
-    def _query(self, text: str) -> list[Part]:
+    def _query(self, text: str) -> Part:
         (query,) = strings([text], "embed_query")
         if not self.embed_media_references:
-            return [query]
-        return [query_part(query, auto_fit=self.auto_fit, read_files=self.read_query_files)]
+            return query
+        return query_part(query, auto_fit=self.auto_fit, read_files=self.read_query_files)
+
+    def _fused(self, groups: object) -> list[Part]:
+        return list(fused_groups(groups, auto_fit=self.auto_fit, method="embed_fused"))
 
     def _images(self, uris: object) -> list[Part]:
         return [image_input(uri, auto_fit=self.auto_fit) for uri in strings(uris, "embed_image")]

@@ -34,6 +34,7 @@ from ..media.catalogue import (
 )
 from ..media.clips import DEFAULT_CLIP_SECONDS, clip_bounds, clip_metadata, iter_clips
 from ..media.decoding import DEFAULT_FRAMES
+from ..media.references import Captioner, caption_for, captioned_reference, checked_captioner
 from ..media.sources import read_file
 from ..wire.errors import InputError, MediaNotFoundError
 from ..wire.limits import MAX_IMAGES_PER_GROUP
@@ -115,13 +116,21 @@ class TongyiImageParser(BaseBlobParser):
     (``None`` without Pillow). Images are recognised by their first bytes:
     JPEG, PNG, BMP, and GIF, WEBP and TIFF, which the client re-encodes. Any
     other blob is skipped with a :class:`SkippedMediaWarning` (``on_error="warn"``),
-    raises (``"raise"``) or is skipped quietly (``"ignore"``).
+    raises (``"raise"``) or is skipped quietly (``"ignore"``). ``caption`` as for
+    :class:`TongyiImageLoader` (an in-memory blob's path is its ``source``).
 
     >>> loader = GenericLoader(FileSystemBlobLoader("photos/"), TongyiImageParser())
     """
 
-    def __init__(self, *, as_data_uri: bool = False, on_error: OnError = "warn") -> None:
+    def __init__(
+        self,
+        *,
+        as_data_uri: bool = False,
+        on_error: OnError = "warn",
+        caption: Captioner | None = None,
+    ) -> None:
         self.as_data_uri = as_data_uri
+        self.caption = checked_captioner(caption)
         self.skips = Skips(check_on_error(on_error), SkippedMediaWarning, "TongyiImageLoader")
 
     @property
@@ -153,6 +162,12 @@ class TongyiImageParser(BaseBlobParser):
         else:
             content = image.uri
             digest = image.digest()
+        extra: dict[str, Any] = {}
+        caption = caption_for(self.caption, image.path)
+        if caption is not None:
+            # The reference carries the caption: the embeddings make one fused vector of both.
+            content = captioned_reference(content, caption)
+            extra["caption"] = caption
         return Document(
             page_content=content,
             metadata={
@@ -164,6 +179,7 @@ class TongyiImageParser(BaseBlobParser):
                 # The content's hash: an image redrawn under the same name is a new document
                 # to a record manager (index()) or a cache keyed on the document.
                 "sha256": digest,
+                **extra,
             },
         )
 
@@ -188,10 +204,17 @@ class TongyiImageLoader(_CatalogueLoader):
         on_error: A file that is not an image or cannot be read is skipped with a
             :class:`SkippedMediaWarning` (``"warn"``), raises (``"raise"``), or is
             skipped without a word (``"ignore"``).
+        caption: A function of an image's path returning its caption (or ``None``).
+            A captioned image's document is a *fused* one: its text is the image's
+            reference with the caption in a ``#caption=`` fragment, which
+            :class:`TongyiVisionEmbeddings` embeds as ONE vector of the caption and the
+            image (dated snapshots, ``dialect="dashscope"``); ``metadata["caption"]``
+            holds the caption.
 
     >>> docs = TongyiImageLoader("photos/", recursive=True).load()
     >>> docs[0].page_content, docs[0].metadata["width"]
     ('file:///home/me/photos/bike.jpg', 1024)
+    >>> TongyiImageLoader("photos/", caption=lambda path: captions.get(path.name)).load()
     """
 
     def __init__(
@@ -202,8 +225,9 @@ class TongyiImageLoader(_CatalogueLoader):
         recursive: bool = False,
         as_data_uri: bool = False,
         on_error: OnError = "warn",
+        caption: Captioner | None = None,
     ) -> None:
-        self.parser = TongyiImageParser(as_data_uri=as_data_uri, on_error=on_error)
+        self.parser = TongyiImageParser(as_data_uri=as_data_uri, on_error=on_error, caption=caption)
         super().__init__(path, self.parser.skips, glob=glob, recursive=recursive)
 
     def _documents(self, file: MediaFile) -> Iterator[Document]:

@@ -28,8 +28,17 @@ from llama_index.core.schema import BaseNode, ImageDocument, ImageNode, ImageTyp
 from ..engine.client import AsyncClient, Client, ClientPair
 from ..engine.pieces import LongText
 from ..engine.progress import ProgressBar
+from ..media.fused import Fused
 from ..media.parts import Part
-from ..media.references import image_input, query_part, text_or_media, video_input
+from ..media.references import (
+    FusedInput,
+    captioned_part,
+    fused_groups,
+    image_input,
+    query_part,
+    text_or_media,
+    video_input,
+)
 from ..media.video import Video
 from ..wire.errors import UnsupportedMediaError
 from ..wire.limits import FLASH
@@ -76,6 +85,36 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
         default=None,
         frozen=True,
         description="Vector size: as given (dashscope only), else the model's own; read-only.",
+    )
+    region: str | None = Field(
+        default=None,
+        description="'singapore' or 'beijing': that region's native service root (dashscope "
+        "dialect; keys are bound to a region). An explicit base_url wins.",
+    )
+    workspace: str | None = Field(
+        default=None,
+        description="A Model Studio workspace id ('ws-...'): its Singapore domain is the "
+        "service root (dashscope dialect). An explicit base_url wins.",
+    )
+    res_level: int | None = Field(
+        default=None,
+        description="Image resolution tier 0-3 sent with every image (dated snapshots); it "
+        "changes the tokens an image costs. None: the service's default (1).",
+    )
+    fps: float | None = Field(
+        default=None,
+        description="Share of a video's frames the service samples, a ratio in [0, 1] (not "
+        "frames per second), for videos given by URL.",
+    )
+    max_video_frames: int | None = Field(
+        default=None,
+        description="Most frames the service samples from a video given by URL, 1-64 (dated "
+        "snapshots).",
+    )
+    instruct: str | None = Field(
+        default=None,
+        description="A task instruction in English sent with queries (get_query_embedding, "
+        "so every retriever), never with documents (dated snapshots).",
     )
     max_retries: int = Field(default=3, ge=0, description="Retries of a failed request.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per request.")
@@ -150,6 +189,12 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
             model=model_name,
             dialect=dialect,
             dimension=dimension,
+            region=self.region,
+            workspace=self.workspace,
+            res_level=self.res_level,
+            fps=self.fps,
+            max_video_frames=self.max_video_frames,
+            instruct=self.instruct,
             timeout=self.timeout,
             max_retries=self.max_retries,
             max_concurrency=self.max_concurrency,
@@ -229,15 +274,24 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
         return (await self._aget_text_embeddings([text]))[0]
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        # the model needs no query prefix
-        return self._client.embed([self._query(query)]).vectors[0]
+        # No prefix in the text: a text query carries ``instruct`` as a parameter, if set.
+        # Every retriever comes here, MultiModalVectorStoreIndex's text_to_image_retrieve
+        # too (through get_agg_embedding_from_queries and get_query_embedding).
+        part = self._query(query)
+        if isinstance(part, str):
+            return self._client.embed_query(part)
+        return self._client.embed([part]).vectors[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return (await self._async_client.embed([self._query(query)])).vectors[0]
+        part = self._query(query)
+        if isinstance(part, str):
+            return await self._async_client.embed_query(part)
+        return (await self._async_client.embed([part])).vectors[0]
 
     def _texts(self, texts: Sequence[str]) -> list[Part]:
         """Texts as parts: a media reference (the content of a reader's image document) is
-        that image or video, unless ``embed_media_references`` is off."""
+        that image or video, and a captioned image reference the fused pair, unless
+        ``embed_media_references`` is off."""
         if not self.embed_media_references:
             return list(texts)
         return [text_or_media(text, auto_fit=self.auto_fit) for text in texts]
@@ -262,6 +316,44 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
 
     def _image(self, image: ImageType | os.PathLike[str] | bytes) -> Part:
         return image_input(image, auto_fit=self.auto_fit)
+
+    # --- fused groups: one vector for a text and images (and a video) together ---
+
+    def get_fused_embedding(self, parts: Sequence[FusedInput] | Fused) -> Embedding:
+        """Embed one group of parts into ONE fused vector: one text, up to eight images and
+        at most one video (by URL) (dated snapshots, ``dialect="dashscope"``).
+
+        A member is a string (text, or a media reference as the text methods take it), a
+        content block, a local image path, image bytes or a ``BytesIO``, or a core part.
+        Other models and the ``openai`` dialect refuse it with an ``InputError`` before
+        anything is sent.
+
+        >>> embedding.get_fused_embedding(["a red bicycle", Path("bike.jpg")])
+        """
+        return self.get_fused_embedding_batch([parts])[0]
+
+    async def aget_fused_embedding(self, parts: Sequence[FusedInput] | Fused) -> Embedding:
+        """Async :meth:`get_fused_embedding`."""
+        return (await self.aget_fused_embedding_batch([parts]))[0]
+
+    def get_fused_embedding_batch(
+        self, groups: Sequence[Sequence[FusedInput] | Fused], show_progress: bool = False
+    ) -> list[Embedding]:
+        """One fused vector per group, in one core call."""
+        parts = self._fused(groups)
+        return self._media_batch(parts, [_described(p) for p in parts], show_progress)
+
+    async def aget_fused_embedding_batch(
+        self, groups: Sequence[Sequence[FusedInput] | Fused], show_progress: bool = False
+    ) -> list[Embedding]:
+        """Async :meth:`get_fused_embedding_batch`."""
+        parts = self._fused(groups)
+        return await self._amedia_batch(parts, [_described(p) for p in parts], show_progress)
+
+    def _fused(self, groups: object) -> list[Part]:
+        return list(
+            fused_groups(groups, auto_fit=self.auto_fit, method="get_fused_embedding_batch")
+        )
 
     # --- batches: one core call each, inside LlamaIndex's callback and instrumentation events
 
@@ -400,10 +492,12 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
                 plan.media.append((node, text_or_media(clip, auto_fit=self.auto_fit)))
                 continue
             image = _node_image(node)
-            if image is not None:
-                plan.media.append((node, self._image(image)))
-            else:
+            if image is None:
                 plan.texts.append((node, _text_of(node)))
+                continue
+            # a captioned reader image: its embed content is the fused caption and image
+            captioned = captioned_part(_text_of(node), auto_fit=self.auto_fit)
+            plan.media.append((node, self._image(image) if captioned is None else captioned))
         return plan
 
 
@@ -422,6 +516,13 @@ def _shown(chunk: Any) -> str:
     if isinstance(chunk, io.BytesIO):
         return f"<{len(chunk.getvalue()):,} bytes>"
     return repr(chunk)
+
+
+def _described(part: Part) -> str:
+    # what callbacks see of a fused group: its kinds, never its data
+    members = part.parts if isinstance(part, Fused) else [part]
+    kinds = ["text" if isinstance(m, str) else type(m).__name__ for m in members]
+    return f"<fused: {', '.join(kinds)}>"
 
 
 def _text_of(node: BaseNode) -> str:

@@ -31,6 +31,7 @@ from ..media import catalogue
 from ..media.catalogue import MediaFile, OnError, PathInput, SkippedFile, Skips
 from ..media.clips import DEFAULT_CLIP_SECONDS, VideoClip, clip_bounds, clip_metadata, iter_clips
 from ..media.decoding import DEFAULT_FRAMES
+from ..media.references import Captioner, caption_for, captioned_reference, checked_captioner
 from ..media.sources import file_uri
 from ..wire.errors import InputError
 from ..wire.limits import MAX_IMAGES_PER_GROUP
@@ -176,6 +177,17 @@ class TongyiImageReader(_MediaReader):
     that is not an image is recorded in :attr:`errors`, and one warning per load
     sums up what was skipped. Also usable as a ``file_extractor`` of
     ``SimpleDirectoryReader``.
+
+    ``caption``, a function of an image's path returning its caption (or ``None``),
+    makes *fused* documents (dated snapshots, ``dialect="dashscope"``): the caption
+    goes in ``metadata["caption"]`` (which the LLM sees), and the embed content
+    becomes the image's URI with the caption in a ``#caption=`` fragment, which
+    :class:`TongyiVisionEmbedding` embeds as ONE vector of the caption and the image,
+    through its text methods (a plain ``VectorStoreIndex``) and as a transformation
+    (``IngestionPipeline``, or ``transformations=[embedding]`` for a
+    ``MultiModalVectorStoreIndex``, whose image path would see the pixels alone).
+
+    >>> TongyiImageReader(caption=lambda path: captions.get(path.name)).load_data("photos/")
     """
 
     def __init__(
@@ -186,10 +198,13 @@ class TongyiImageReader(_MediaReader):
         on_error: OnError = "warn",
         exclude_hidden: bool = True,
         filename_as_id: bool = False,
+        caption: Captioner | None = None,
     ) -> None:
+        captioner = checked_captioner(caption)
         super().__init__(paths, recursive=recursive, on_error=on_error, hidden=not exclude_hidden)
         self.exclude_hidden = exclude_hidden
         self.filename_as_id = filename_as_id
+        self.caption = captioner
 
     def _documents(
         self, file: MediaFile, extra: dict[str, Any], skips: Skips
@@ -200,6 +215,8 @@ class TongyiImageReader(_MediaReader):
         except InputError as exc:  # gone since it was found
             skips(exc, file.text)
             return
+        caption = caption_for(self.caption, file.path)
+        uri = file_uri(absolute)
         metadata: dict[str, Any] = {
             "file_name": Path(file.text).name,
             "file_path": str(Path(file.text).resolve()),
@@ -209,7 +226,9 @@ class TongyiImageReader(_MediaReader):
             "height": file.height,
             "sha256": digest,
             **extra,
-            _IMAGE_URI: file_uri(absolute),
+            **({"caption": caption} if caption is not None else {}),
+            # a captioned image's reference carries its caption: embedded as one fused vector
+            _IMAGE_URI: uri if caption is None else captioned_reference(uri, caption),
         }
         document = ImageDocument(
             # image_resource directly: ImageDocument(image_path=...) would open the file again.
