@@ -3,6 +3,7 @@
 The command runs as ``python -m tongyi_vision`` so that PATH does not matter. The
 emulator's ``/stats`` counters say what was sent and billed, which is how these
 tests check that a second run sends nothing and an interrupted one pays nothing twice.
+The index the command wrote (a LanceDB table) is read back with ``IndexTable``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tongyi_vision.index import IndexTable, Row
 from tongyi_vision.samples import write_sample_images, write_sample_texts
 
 if TYPE_CHECKING:
@@ -51,11 +53,15 @@ def tongyi_vision(
     )
 
 
-def items(index: Path) -> list[dict[str, Any]]:
-    lines = index.read_text().splitlines()
-    header = json.loads(lines[0])
-    assert header["type"] == "header"
-    return [json.loads(line) for line in lines[1:]]
+def items(index: Path) -> list[Row]:
+    """Every row of an index folder, with its vector, read as a new reader would."""
+    table = IndexTable.open(index)
+    return table.get(sorted(table.state()), vectors=True)
+
+
+def count(index: Path) -> int:
+    """How many rows the index on disk holds now (0 before its table exists)."""
+    return IndexTable.open(index).count() if IndexTable.exists(index) else 0
 
 
 @pytest.fixture
@@ -110,15 +116,15 @@ def test_embed_then_rerun_sends_nothing(
     start_emulator: Callable[..., RunningEmulator], media: Path, tmp_path: Path
 ) -> None:
     server = start_emulator()
-    index = tmp_path / "index.jsonl"
+    index = tmp_path / "index"
     done = tongyi_vision("embed", media, "--out", index, server=server)
     assert done.returncode == 0, done.stderr
     records = items(index)
-    kinds = [r["kind"] for r in records]
+    kinds = [r.kind for r in records]
     assert kinds.count("image") == 6
     assert kinds.count("text") > 6  # long.md is split into chunks
-    assert len({r["id"] for r in records}) == len(records)
-    assert all(len(r["vector"]) == 768 for r in records)
+    assert len({r.id for r in records}) == len(records)
+    assert all(len(r.vector) == 768 for r in records)
     assert f"embedded {len(records)} items" in done.stdout
     assert "ignored 1 file(s)" in done.stdout
     assert "failed: 0" in done.stdout
@@ -141,18 +147,22 @@ def test_embed_clips_of_a_video(
 
     video = generate_sample_video(tmp_path / "in" / "v.mp4", seconds=9, size=(96, 64), fps=4)
     server = start_emulator()
-    index = tmp_path / "index.jsonl"
+    index = tmp_path / "index"
     done = tongyi_vision("embed", video, "--out", index, "--clip-seconds", "3", server=server)
     assert done.returncode == 0, done.stderr
-    # Records are written as their requests finish, in any order.
-    clips = sorted(items(index), key=lambda c: c["metadata"]["start_seconds"])
-    assert [(c["metadata"]["start_seconds"], c["metadata"]["end_seconds"]) for c in clips] == [
+    assert IndexTable.open(index).info.clip_seconds == 3.0
+    # Rows are written as their requests finish, in any order.
+    clips = sorted(items(index), key=lambda c: c.start_seconds or 0.0)
+    assert [(c.start_seconds, c.end_seconds) for c in clips] == [
         (0.0, 3.0),
         (3.0, 6.0),
         (6.0, 9.0),
     ]
-    assert clips[1]["id"] == f"{video.resolve()}#t=3,6"
-    assert {c["kind"] for c in clips} == {"video"}
+    assert clips[1].id == f"{video.resolve()}#t=3,6"
+    assert clips[1].source == str(video.resolve())
+    assert clips[1].content.endswith("#t=3,6") and clips[1].content.startswith("file://")
+    assert clips[1].metadata["duration"] == pytest.approx(9.0)  # of the whole video
+    assert {c.kind for c in clips} == {"video"}
     # A later run cuts the same clips without being told the length again.
     again = tongyi_vision("embed", video, "--out", index, server=server)
     assert again.returncode == 0, again.stderr
@@ -163,7 +173,7 @@ def test_embed_clips_of_a_video(
 def test_search_by_text_and_by_image(
     emulator: RunningEmulator, media: Path, tmp_path: Path
 ) -> None:
-    index = tmp_path / "index.jsonl"
+    index = tmp_path / "index"
     assert tongyi_vision("embed", media, "--out", index, server=emulator).returncode == 0
 
     query = "A green forest trail winds between tall pine trees."
@@ -186,7 +196,7 @@ def test_search_by_text_and_by_image(
 def test_exit_codes_and_one_line_errors(
     emulator: RunningEmulator, media: Path, tmp_path: Path
 ) -> None:
-    index = tmp_path / "index.jsonl"
+    index = tmp_path / "index"
     no_key = tongyi_vision("embed", media, "--out", index, server=None)
     assert no_key.returncode == 5
     assert no_key.stderr.startswith("error: no API key: set EMPIRIOLABS_API_KEY")
@@ -213,6 +223,8 @@ def test_exit_codes_and_one_line_errors(
         TONGYI_VISION_BASE_URL="http://127.0.0.1:9",
     )
     assert down.returncode == 4 and "--base-url" in down.stderr.splitlines()[-1]
+    # Only the run refused by the service made the table; nothing was paid into it.
+    assert count(index) == 0
 
 
 def _write_texts(folder: Path, count: int) -> None:
@@ -224,7 +236,7 @@ def _write_texts(folder: Path, count: int) -> None:
 def _wait_for_records(index: Path, at_least: int, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if index.exists() and index.read_text().count("\n") > at_least:
+        if count(index) >= at_least:
             return
         if process.poll() is not None:
             raise AssertionError(f"embed ended early: {process.communicate()}")
@@ -263,7 +275,7 @@ def test_killed_embed_resumes_with_every_item_once(
     server = start_emulator("--latency", "0.25")
     folder = tmp_path / "notes"
     _write_texts(folder, NOTES)
-    index = tmp_path / "index.jsonl"
+    index = tmp_path / "index"
     process = _start_embed(folder, index, server)
     _wait_for_records(index, 2, process)
     process.kill()
@@ -274,7 +286,7 @@ def test_killed_embed_resumes_with_every_item_once(
     done = tongyi_vision("embed", folder, "--out", index, server=server)
     assert done.returncode == 0, done.stderr
     assert f"already in {index}: {saved}" in done.stdout
-    ids = [r["id"] for r in items(index)]
+    ids = [r.id for r in items(index)]
     assert len(ids) == len(set(ids)) == NOTES
     assert set(ids) == {str(p.resolve()) for p in folder.iterdir()}
 
@@ -287,16 +299,16 @@ def test_a_kill_in_the_middle_of_a_chunk_loses_at_most_the_requests_in_flight(
     server = start_emulator("--latency", "0.4")
     folder = tmp_path / "notes"
     _write_texts(folder, NOTES)
-    index = tmp_path / "index.jsonl"
+    index = tmp_path / "index"
     process = _start_embed(folder, index, server, chunk=NOTES + 80, concurrency=2)
-    _wait_for_records(index, 19, process)
+    _wait_for_records(index, 20, process)
     process.kill()
     process.communicate()
     saved = len(items(index))
     assert 20 <= saved < NOTES  # written mid-chunk
     done = tongyi_vision("embed", folder, "--out", index, server=server)
     assert done.returncode == 0, done.stderr
-    assert len({r["id"] for r in items(index)}) == NOTES
+    assert len({r.id for r in items(index)}) == count(index) == NOTES
     # Paid twice at most: the two requests (of 20 texts) in flight when the run was killed.
     assert server.stats()["billed_parts"] <= NOTES + 2 * 20
 
@@ -307,20 +319,20 @@ def test_ctrl_c_saves_the_chunk_in_flight_and_nothing_is_billed_twice(
     server = start_emulator("--latency", "0.25")
     folder = tmp_path / "notes"
     _write_texts(folder, NOTES)
-    index = tmp_path / "index.jsonl"
+    index = tmp_path / "index"
     process = _start_embed(folder, index, server)
     _wait_for_records(index, 2, process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
-    assert "stopping after the chunk in flight" in err
+    assert "stopping once the requests in flight are saved" in err
     assert err.strip().splitlines()[-1].startswith("error: interrupted")
     saved = len(items(index))
-    assert saved % 10 == 0 and 0 < saved < NOTES
+    assert saved % 10 == 0 and 0 < saved < NOTES  # whole requests of 10 texts
     assert f"embedded {saved} items" in out
 
     done = tongyi_vision("embed", folder, "--out", index, server=server)
     assert done.returncode == 0, done.stderr
-    ids = [r["id"] for r in items(index)]
+    ids = [r.id for r in items(index)]
     assert len(ids) == len(set(ids)) == NOTES
     assert server.stats()["billed_parts"] == NOTES

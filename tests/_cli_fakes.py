@@ -1,4 +1,5 @@
-"""The fake service the CLI tests run the command against, and running the command.
+"""The fake service the CLI tests run the command against, running the command, and reading
+back the index it wrote.
 
 ``fake`` is a fixture (registered in ``tests/conftest.py``): every client the command makes
 talks to it."""
@@ -9,6 +10,7 @@ import argparse
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 from tongyi_vision import Client, cli
 from tongyi_vision.cli import common
+from tongyi_vision.index import IndexTable, Row
 
 DIMENSION = 768
 
@@ -106,3 +109,20 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str
     code = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def index_rows(index: Path, *, vectors: bool = True) -> dict[str, Row]:
+    """Every row of the index folder ``index`` by id, read back as a new reader would."""
+    table = IndexTable.open(index)
+    return {row.id: row for row in table.get(sorted(table.state()), vectors=vectors)}
+
+
+def wait_for_rows(index: Path, at_least: int, timeout: float = 20.0) -> bool:
+    """Whether the index on disk comes to hold ``at_least`` rows within ``timeout`` seconds
+    (read by a reader of its own, as another process would)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if IndexTable.exists(index) and IndexTable.open(index).count() >= at_least:
+            return True
+        time.sleep(0.01)
+    return False

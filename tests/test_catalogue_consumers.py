@@ -37,12 +37,15 @@ def _quietly(load: Callable[[], list[str]]) -> tuple[list[str], list[str]]:
 
 
 def test_the_cli_collects_the_good_file_and_reports_the_rest(awkward: Path) -> None:
-    from tongyi_vision.cli.items import collect_items
+    from tongyi_vision.cli.items import collect_items, measure_images
 
     collected = collect_items([awkward])
-    assert [Path(i.source).name for i in collected.items] == ["good.png"]
-    reported = sorted(Path(f.id).name for f in collected.failures)
-    assert reported == ["bomb.png", "gone.png", "self"]
+    # Headers are read for the images to be sent only (a re-run hashes and nothing more).
+    assert sorted(Path(f.id).name for f in collected.failures) == ["gone.png", "self"]
+    kept, broken = measure_images(collected.items)
+    assert [Path(i.source).name for i in kept] == ["good.png"]
+    assert kept[0].metadata["width"] > 0
+    assert [Path(f.id).name for f in broken] == ["bomb.png"]
 
 
 def test_the_langchain_image_loader_uses_the_catalogue(awkward: Path) -> None:

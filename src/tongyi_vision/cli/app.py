@@ -1,11 +1,12 @@
-"""The ``tongyi-vision`` command: ``demo``, ``embed``, ``search`` and ``serve``.
+"""The ``tongyi-vision`` command: ``demo``, ``embed``, ``search``, ``index``, ``export``,
+``import`` and ``serve``.
 
 Exit codes: 0 success, 1 any other failure, 2 usage error, 3 input error (a
 missing or unreadable file, a refused part, a bad index), 4 API error, 5
 configuration error (no API key, a bad setting, a missing extra), 130
 interrupted. Every error is one line on stderr that says what to do about it.
 
-Heavy modules (the emulator's server, LangChain, LlamaIndex, Pillow, PyAV, tqdm)
+Heavy modules (the emulator's server, LangChain, LlamaIndex, LanceDB, Pillow, PyAV, tqdm)
 are imported inside the command that needs them, so ``tongyi-vision --help`` is quick.
 """
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..index import DEFAULT_ANN_THRESHOLD
+from ..index.table import ANN_MIN_ROWS
 from ..wire.errors import (
     APIConnectionError,
     APIError,
@@ -34,8 +37,9 @@ from ..wire.errors import (
 )
 from .common import EXIT_API, EXIT_CONFIG, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, fail
 from .demo import run_demo
-from .embed import DEFAULT_CHUNK_SIZE, run_embed
+from .embed import DEFAULT_CHUNK_SIZE, INTERRUPTED, run_embed
 from .search import check_search, run_search
+from .transfer import check_export, run_export, run_import, run_index
 
 EPILOG = """\
 exit codes: 0 ok, 2 usage error, 3 input error, 4 API error, 5 configuration error
@@ -76,14 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "embed",
         run_embed,
-        help="embed files and folders into a resumable JSONL index",
+        help="embed files and folders into a resumable index (a LanceDB table)",
         description="Embed images, videos and text files (.txt, .md: long ones are split into "
-        "chunks) into a JSONL index. Records are appended as each chunk finishes, so running "
-        "the same command again sends only what is not in the index yet.",
+        "chunks) into an index, a folder holding a LanceDB table. Rows are committed as each "
+        "request finishes, so running the same command again sends only what is new or "
+        "changed. Needs the index extra: pip install 'tongyi-vision[index]'.",
     )
     embed.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to embed")
     embed.add_argument(
-        "--out", "-o", required=True, type=Path, metavar="FILE", help="the JSONL index to append to"
+        "--out",
+        "-o",
+        required=True,
+        type=Path,
+        metavar="INDEX",
+        help="the index folder to write (made if missing, added to if not)",
     )
     embed.add_argument(
         "--clip-seconds",
@@ -103,8 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=DEFAULT_CHUNK_SIZE,
         metavar="N",
-        help=f"items per embed call, each written to the index when it finishes "
-        f"(default {DEFAULT_CHUNK_SIZE})",
+        help=f"items per embed call, what the client holds in memory at once; each request's "
+        f"rows are committed as it finishes (default {DEFAULT_CHUNK_SIZE})",
+    )
+    embed.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove the rows of files that no longer exist",
+    )
+    embed.add_argument(
+        "--ann-threshold",
+        type=_count,
+        default=DEFAULT_ANN_THRESHOLD,
+        metavar="ROWS",
+        help=f"build the approximate nearest-neighbour index once the table has ROWS rows "
+        f"(default {DEFAULT_ANN_THRESHOLD:,}, at least {ANN_MIN_ROWS:,}; 0: never)",
     )
     embed.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
@@ -113,20 +136,74 @@ def build_parser() -> argparse.ArgumentParser:
         "search",
         run_search,
         index_settings=True,
-        help="search an index made by `embed` with a text or an image",
+        help="search an index made by `embed` with a text, an image or a video",
         description="Embed a query with the index's model and print the nearest items by "
-        "cosine similarity.",
+        "cosine similarity (exact, or with the index's ANN index once it has one).",
     )
-    search.add_argument("index", type=Path, metavar="INDEX", help="a JSONL index made by `embed`")
+    search.add_argument("index", type=Path, metavar="INDEX", help="an index made by `embed`")
     search.add_argument("query", nargs="?", metavar="QUERY", help="the text to search for")
     search.add_argument(
         "--image", type=Path, metavar="PATH", help="search with this image instead of a text"
     )
     search.add_argument(
+        "--video", type=Path, metavar="PATH", help="search with this video instead of a text"
+    )
+    search.add_argument(
         "-k", type=_positive_int, default=5, metavar="N", help="how many results (default 5)"
+    )
+    search.add_argument(
+        "--where",
+        metavar="SQL",
+        help="a LanceDB SQL filter on the columns, applied first: \"kind = 'image'\", "
+        "\"source LIKE '/photos/%%'\"",
     )
     search.add_argument("--json", action="store_true", help="print the results as JSON")
     search.set_defaults(check=check_search, subparser=search)
+
+    index = commands.add_parser(
+        "index",
+        help="build (or rebuild) the ANN index of an index for fast search",
+        description="Build the approximate nearest-neighbour index (IVF with RaBitQ codes, "
+        "re-ranked on the full vectors) over every row of an index. `embed` builds it by "
+        "itself once the table reaches --ann-threshold rows; run this after a large change, "
+        "or to build it earlier.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    index.add_argument("index", type=Path, metavar="INDEX", help="an index made by `embed`")
+    index.set_defaults(handler=run_index)
+
+    export = commands.add_parser(
+        "export",
+        help="write an index's rows to a Parquet or JSONL file",
+        description="Write every row of an index (vectors, metadata, the text or media "
+        "reference) to FILE.parquet (with the index's settings in its schema metadata) or "
+        "FILE.jsonl (the format of the JSONL indexes of earlier versions, which "
+        "`import` reads back).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("index", type=Path, metavar="INDEX", help="an index made by `embed`")
+    export.add_argument(
+        "--to", required=True, type=Path, metavar="FILE", help="FILE.parquet or FILE.jsonl"
+    )
+    export.add_argument("--where", metavar="SQL", help="export only the rows of this filter")
+    export.set_defaults(handler=run_export, check=check_export, subparser=export)
+
+    import_ = commands.add_parser(
+        "import",
+        help="turn a JSONL index of an earlier version (or an export) into an index",
+        description="Read a JSONL index written by earlier versions of `embed` (or by "
+        "`export --to FILE.jsonl`) into an index folder, created or added to; nothing is "
+        "sent to the service.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import_.add_argument("source", type=Path, metavar="OLD.jsonl", help="the JSONL index to read")
+    import_.add_argument(
+        "--out", "-o", required=True, type=Path, metavar="INDEX", help="the index folder to write"
+    )
+    import_.set_defaults(handler=run_import)
 
     commands.add_parser(
         "serve",
@@ -199,6 +276,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -260,7 +347,7 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return handler(args)
     except KeyboardInterrupt:
         if getattr(args, "command", None) == "embed":
-            fail("interrupted; the index keeps every finished chunk: run the same command to go on")
+            fail(INTERRUPTED)
         else:
             fail("interrupted")
         return EXIT_INTERRUPTED

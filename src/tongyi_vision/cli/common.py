@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from ..engine.client import Client
-from ..wire.limits import MODELS, base_model
 from ..wire.results import Usage
 
 EXIT_OK = 0
@@ -45,12 +44,6 @@ def make_client(args: argparse.Namespace, **overrides: Any) -> Client:
 def dialect_of(args: argparse.Namespace, of_index: str) -> str:
     """``--dialect``, else ``TONGYI_VISION_DIALECT``, else the dialect the index was made with."""
     return str(args.dialect or os.environ.get("TONGYI_VISION_DIALECT") or of_index)
-
-
-def dimension_option(model: str, dimension: int) -> int | None:
-    """The ``dimension`` to ask for: ``None`` when it is the model's own size."""
-    spec = MODELS.get(base_model(model))
-    return None if spec is not None and spec.default_dimension == dimension else dimension
 
 
 def print_usage(usage: Usage) -> None:

@@ -1,19 +1,26 @@
-"""``tongyi-vision embed``: files and folders into a resumable index, chunk by chunk.
+"""``tongyi-vision embed``: files and folders into an index (a LanceDB table), resumably.
 
-Each chunk is one best-effort call of the core client (``on_invalid="skip"``
-unless ``--on-error stop``): the parts it refuses are reported, and the vectors
-of each request are written to the index as soon as that request finishes
-(while the others of its chunk are still in flight), so a killed run loses at
-most what was in flight, and a re-run sends only what is new, changed or
-failed before.
+The items not in the index yet (by id and the sha256 of their file) are embedded
+in calls of the core client of up to ``--chunk-size`` items, two calls at a time
+so that the requests in flight never drain between calls (the client's
+``max_concurrency`` bounds them all). Each call is best effort
+(``on_invalid="skip"`` unless ``--on-error stop``). As each request finishes, its
+rows go to a writer thread, which appends whatever has arrived in one commit
+while the requests go on: a killed run loses at most what was in flight, and a
+re-run sends only what is new, changed or failed before.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import queue
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +29,11 @@ from typing import Any, Protocol
 
 from ..engine.client import Client
 from ..engine.progress import ProgressBar
+from ..index import IndexInfo, IndexTable, Row, WriteLock
+from ..index.table import ANN_MIN_ROWS, LOCK_FILE, describe_path, load_lancedb
 from ..media.clips import DEFAULT_CLIP_SECONDS
 from ..media.parts import Part
+from ..media.sources import path_from
 from ..wire.errors import APIError, InputError, TongyiVisionError
 from ..wire.results import ProgressEvent
 from . import common
@@ -33,16 +43,19 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     dialect_of,
-    dimension_option,
     fail,
     print_usage,
 )
-from .index import Header, Index, IndexWriter, item_record, read_index
-from .items import Failure, Item, OnError, collect_items
+from .items import Collected, Failure, Item, OnError, collect_items, measure_images
 
-# Items per embed call: small enough that a crash loses little, large enough to keep
-# several requests in flight at once.
-DEFAULT_CHUNK_SIZE = 64
+# Items per embed call: what the client holds in memory at once (their vectors), per call.
+DEFAULT_CHUNK_SIZE = 2048
+# Calls at once: while one waits for its last requests, the next one's are already sent.
+CALLS_IN_FLIGHT = 2
+# Rows are committed at most this long after their request finished: a commit costs about
+# the same for 8 rows as for 800, so one per request would spend a core on the disk.
+COMMIT_INTERVAL = 0.25
+INTERRUPTED = "interrupted; the index keeps every finished request: run the same command to go on"
 
 
 class Reporter(Protocol):
@@ -96,6 +109,94 @@ class ConsoleReporter:
         self._bar.close()
 
 
+class RowWriter:
+    """The one writer of a run: appends rows on a thread of its own, whatever has arrived
+    within ``interval`` of the first of them in one commit, so that no request waits for the
+    disk and the commits stay few.
+
+    ``stale`` maps each changed file (``source``) to its current sha256: its older rows
+    are deleted just before its first new rows are appended (two commits, so a crash in
+    between loses only rows that were in flight), and by :meth:`drop_stale` at the end
+    of a complete run for the files whose new rows never came.
+    """
+
+    def __init__(
+        self,
+        table: IndexTable,
+        stale: Mapping[str, str] | None = None,
+        *,
+        interval: float = COMMIT_INTERVAL,
+    ) -> None:
+        self.table = table
+        self.interval = interval
+        self.written = 0
+        self.removed_sources = 0
+        self._stale = dict(stale or {})
+        self._queue: queue.SimpleQueue[list[Row] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="tongyi-vision-index-writer", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def failed(self) -> bool:
+        """Whether a commit failed (the run should stop: nothing more can be kept)."""
+        return self._error is not None
+
+    def put(self, rows: list[Row]) -> None:
+        """Hand rows to the writer (never waits for the disk)."""
+        if rows:
+            self._queue.put(rows)
+
+    def close(self) -> None:
+        """Commit what was handed over, stop the thread, and raise a commit's failure."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def drop_stale(self) -> None:
+        """Delete the older rows of the changed files that got no new rows in this run."""
+        if self._stale:
+            self.table.delete_stale(sorted(self._stale.items()))
+            self.removed_sources += len(self._stale)
+            self._stale.clear()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            # Gather what arrives for a moment: each commit costs the same whatever it holds,
+            # and a commit per request would take a core away from the requests.
+            until = time.monotonic() + self.interval
+            while None not in batch:
+                left = until - time.monotonic()
+                try:
+                    batch.append(
+                        self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+            rows = [row for part in batch if part is not None for row in part]
+            if rows and self._error is None:
+                try:
+                    self._commit(rows)
+                except BaseException as exc:  # raised by close(), in the command's thread
+                    self._error = exc
+            if None in batch:
+                return
+
+    def _commit(self, rows: list[Row]) -> None:
+        changed = sorted({row.source for row in rows if row.source in self._stale})
+        if changed:
+            self.table.delete_stale([(source, self._stale[source]) for source in changed])
+            for source in changed:
+                del self._stale[source]
+            self.removed_sources += len(changed)
+        self.table.add(rows)
+        self.written += len(rows)
+
+
 @dataclass
 class EmbedRun:
     """What an embed run did."""
@@ -104,20 +205,25 @@ class EmbedRun:
     already_done: int = 0
     failures: list[Failure] = field(default_factory=list)
     stopped: bool = False
-    """An interrupt asked the run to stop after the chunk in flight."""
+    """An interrupt asked the run to stop after the requests in flight."""
 
     @property
     def embedded_total(self) -> int:
         return sum(self.embedded.values())
 
 
+class _Halt(Exception):
+    """Raised from a call's progress callback to stop it after its requests in flight."""
+
+
 class Embedder:
-    """Embeds items into an index in chunks, appending each chunk's records as it finishes."""
+    """Embeds items in calls of ``chunk_size``, handing each request's rows to ``writer``
+    as that request finishes."""
 
     def __init__(
         self,
         client: Client,
-        writer: IndexWriter,
+        writer: RowWriter,
         *,
         on_error: OnError = "skip",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -134,36 +240,62 @@ class Embedder:
         self.should_stop = should_stop
         self.run = EmbedRun()
         self._done = 0
+        self._lock = threading.Lock()
+        self._error: TongyiVisionError | None = None
+        self._abandoned = False
 
-    def embed(self, items: Sequence[Item], index: Index | None) -> EmbedRun:
-        """Embed every item not already in ``index``; raise on a failure ``on_error`` stops at."""
-        todo = [item for item in items if index is None or not index.is_done(item)]
-        self.run.already_done = len(items) - len(todo)
-        self.reporter.started(len(todo))
-        for start in range(0, len(todo), self.chunk_size):
-            if self.should_stop():
-                self.run.stopped = True
-                break
-            self._embed_chunk(todo[start : start + self.chunk_size])
+    def embed(self, items: Sequence[Item]) -> EmbedRun:
+        """Embed ``items``; raise the failure that ``on_error`` stops at (after saving what
+        every call finished)."""
+        self.reporter.started(len(items))
+        chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
+        pool = ThreadPoolExecutor(max_workers=CALLS_IN_FLIGHT, thread_name_prefix="tongyi-call")
+        futures: list[Future[None]] = [pool.submit(self._embed_chunk, c) for c in chunks]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            # Ctrl-C twice: stop the calls at their next request and leave without waiting.
+            self._abandoned = True
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        if self._error is not None:
+            raise self._error
         return self.run
 
-    def _embed_chunk(self, chunk: list[Item]) -> None:
+    def _halted(self) -> bool:
+        return (
+            self._abandoned or self._error is not None or self.writer.failed or self.should_stop()
+        )
+
+    def _embed_chunk(self, chunk: Sequence[Item]) -> None:
+        if self._halted():
+            if self.should_stop():
+                self.run.stopped = True
+            return
         items: list[Item] = []
         parts: list[Part] = []
         for item in chunk:
             try:
                 parts.append(item.part())
             except InputError as exc:
-                self._refuse(item, exc)
+                if self.on_error == "stop":
+                    self._stop_with(named_input_error(exc, item.id))
+                    return
+                self._fail(item, named_input_error(exc, item.id))
                 continue
             items.append(item)
-        base = self._done
         saved: set[int] = set()
+        halted = False
 
         def progress(event: ProgressEvent) -> None:
-            # Called as each request finishes, one at a time: its records reach the disk now.
+            # In the worker that finished a request: hand its rows over, never wait for disk.
+            nonlocal halted
             self._save(items, event.vectors, saved)
-            self.reporter.advanced(base + event.parts_done)
+            if not halted and self._halted():
+                halted = True
+                raise _Halt
 
         errors: dict[int, TongyiVisionError] = {}
         try:
@@ -172,47 +304,53 @@ class Embedder:
                 vectors, errors = result.vectors, result.errors
             else:
                 vectors = list(self.client.embed(parts, progress=progress).vectors)
+        except _Halt:
+            if self.should_stop():
+                self.run.stopped = True
+            return
         except InputError as exc:  # only when stopping at the first bad item
-            if exc.part_index is None:
-                raise
-            raise named_input_error(exc, items[exc.part_index].id) from exc
+            named = (
+                exc if exc.part_index is None else named_input_error(exc, items[exc.part_index].id)
+            )
+            self._stop_with(named)
+            return
         except APIError as exc:
             # Keep what the call finished before the failure stopped it.
             if exc.partial is not None:
                 self._save(items, dict(enumerate(exc.partial.vectors)), saved)
-            raise
+            self._stop_with(exc)
+            return
         self._save(items, dict(enumerate(vectors)), saved)
-        self.reporter.advanced(self._done)
         for index, error in sorted(errors.items()):
             if isinstance(error, InputError):
-                self._refuse(items[index], error)
-            else:
-                self._fail(items[index], error)
+                error = named_input_error(error, items[index].id)
+            self._fail(items[index], error)
+
+    def _stop_with(self, error: TongyiVisionError) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = error
 
     def _save(
         self, items: list[Item], vectors: Mapping[int, list[float] | None], saved: set[int]
     ) -> None:
-        """Write the records of the items at these positions that are not written yet."""
-        done = [(i, v) for i, v in vectors.items() if v is not None and i not in saved]
-        self.writer.append([item_record(items[i], vector) for i, vector in done])
-        for index, _ in done:
-            saved.add(index)
-            self.run.embedded[items[index].kind] += 1
-        self._done += len(done)
-
-    def _refuse(self, item: Item, exc: InputError) -> None:
-        """An item the client refused: skip it, or stop naming it in full."""
-        named = named_input_error(exc, item.id)
-        if self.on_error == "stop":
-            raise named from exc
-        self._fail(item, named)
+        """Hand the writer the rows of the items at these positions not handed over yet."""
+        with self._lock:
+            done = [(i, v) for i, v in vectors.items() if v is not None and i not in saved]
+            saved.update(i for i, _ in done)
+            for index, _ in done:
+                self.run.embedded[items[index].kind] += 1
+            self._done += len(done)
+            self.reporter.advanced(self._done)
+        self.writer.put([items[i].row(vector) for i, vector in done])
 
     def _fail(self, item: Item, error: TongyiVisionError) -> None:
-        failure = Failure(item.id, error)
-        self.run.failures.append(failure)
-        self.reporter.skipped(failure)
-        self._done += 1
-        self.reporter.advanced(self._done)
+        with self._lock:
+            failure = Failure(item.id, error)
+            self.run.failures.append(failure)
+            self.reporter.skipped(failure)
+            self._done += 1
+            self.reporter.advanced(self._done)
 
 
 def named_input_error(exc: InputError, name: str) -> InputError:
@@ -230,7 +368,8 @@ def named_input_error(exc: InputError, name: str) -> InputError:
 
 @contextmanager
 def graceful_interrupt() -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C: finish and save the chunk in flight, then stop. Second: stop now."""
+    """First Ctrl-C: let the requests in flight finish and be saved, then stop. Second: stop
+    now (what had finished is kept)."""
     asked = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -239,7 +378,7 @@ def graceful_interrupt() -> Iterator[Callable[[], bool]]:
             raise KeyboardInterrupt
         asked = True
         print(
-            "\nstopping after the chunk in flight is saved (Ctrl-C again to stop now)",
+            "\nstopping once the requests in flight are saved (Ctrl-C again to stop now)",
             file=sys.stderr,
         )
 
@@ -254,57 +393,116 @@ def graceful_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def check_out(out: Path) -> str:
+    """What is at ``--out``: ``missing``, ``empty`` or ``index``; anything else is refused."""
+    what = describe_path(out)
+    if what == "jsonl":
+        raise InputError(
+            "is a JSONL index of an older tongyi-vision; import it first with: "
+            f"tongyi-vision import {out} --out NEW_INDEX, then embed into NEW_INDEX",
+            part=str(out),
+        )
+    if what in ("file", "other"):
+        raise InputError(
+            "is not a folder; --out is the folder of an index (made if missing): "
+            "choose another --out",
+            part=str(out),
+        )
+    if what == "folder":
+        if not IndexTable.exists(out):
+            # Refused before the lock file is made: a folder of other things stays as it was.
+            raise InputError(
+                "is a folder that holds other files and no tongyi-vision index; choose a new "
+                "or empty folder for --out",
+                part=str(out),
+            )
+        return "index"
+    return what
+
+
 def run_embed(args: argparse.Namespace) -> int:
     """The ``embed`` command; returns its exit code."""
     out: Path = args.out
+    load_lancedb()  # a missing `index` extra is said before anything is made, read or sent
+    before = check_out(out)
     # The lock first: a second run on this index is refused before anything is read or sent.
-    writer = IndexWriter(out)
+    lock = WriteLock(out)
+    lock.acquire()
+    made = False
     try:
-        return _embed_into(args, writer)
+        # Again under the lock: a run that held it may have made the index meanwhile.
+        what = check_out(out)
+        table = IndexTable.open(out) if what == "index" else None
+        made = table is None
+        return _embed_into(args, table)
     finally:
-        writer.close()
+        lock.release()
+        if made:
+            _remove_if_unused(out, before)
 
 
-def _embed_into(args: argparse.Namespace, writer: IndexWriter) -> int:
+def _remove_if_unused(out: Path, what: str) -> None:
+    """Remove a folder this run made for an index it never created (it failed before)."""
+    if IndexTable.exists(out):
+        return
+    (out / LOCK_FILE).unlink(missing_ok=True)
+    if what == "missing":
+        with contextlib.suppress(OSError):  # something else was put there meanwhile: leave it
+            out.rmdir()
+
+
+def _embed_into(args: argparse.Namespace, table: IndexTable | None) -> int:
     out: Path = args.out
-    index = None if writer.empty else read_index(out)
-    if index is not None:
-        _warn_skipped(index)
+    info = table.info if table is not None else None
     model = args.model
-    if index is not None:
+    if info is not None:
         if model is None:
-            model = index.header.model
-        elif model != index.header.model:
+            model = info.model
+        elif model != info.model:
             raise InputError(
-                f"holds vectors of {index.header.model}, not {model}; "
+                f"holds vectors of {info.model}, not {model}; "
                 "use the same --model or another --out",
                 part=str(out),
             )
     overrides: dict[str, Any] = {"model": model}
-    if index is not None:
+    if info is not None:
         # Going on with an index: its dialect and vector size unless told otherwise.
-        overrides["dialect"] = dialect_of(args, index.header.dialect)
+        overrides["dialect"] = dialect_of(args, info.dialect)
         if args.dimension is None:
-            overrides["dimension"] = dimension_option(index.header.model, index.header.dimension)
+            overrides["dimension"] = info.dimension_option()
     with common.make_client(args, **overrides) as client:
         dimension = client.dimension
-        if index is not None and dimension is not None and dimension != index.header.dimension:
+        if info is not None and dimension is not None and dimension != info.dimension:
             raise InputError(
-                f"holds {index.header.dimension}-dimensional vectors, not {dimension}; "
+                f"holds {info.dimension}-dimensional vectors, not {dimension}; "
                 "use the same --dimension or another --out",
                 part=str(out),
             )
-        clip_seconds = _clip_seconds(args.clip_seconds, index, out)
+        clip_seconds = _clip_seconds(args.clip_seconds, info, out)
         collected = collect_items(
             args.paths, clip_seconds=clip_seconds, on_error=args.on_error, exclude=out
         )
         reporter = ConsoleReporter(enabled=not args.no_progress)
         for failure in collected.failures:
             reporter.skipped(failure)
-        if index is None:
-            writer.start(
-                Header(client.model, dimension or 0, client.dialect, clip_seconds=clip_seconds)
+        todo, stale, already = _plan(collected, table)
+        todo, broken = measure_images(todo)
+        for failure in broken:
+            error = failure.error
+            if args.on_error == "stop" and isinstance(error, InputError):
+                raise named_input_error(error, failure.id)
+            reporter.skipped(failure)
+        collected.failures.extend(broken)
+        if table is None:
+            if dimension is None:
+                raise InputError(
+                    f"the vector size of model {client.model!r} is not known; give --dimension",
+                    part=str(out),
+                )
+            table = IndexTable.create(
+                out, IndexInfo(client.model, dimension, client.dialect, clip_seconds)
             )
+        writer = RowWriter(table, stale)
         with graceful_interrupt() as should_stop:
             embedder = Embedder(
                 client,
@@ -314,49 +512,132 @@ def _embed_into(args: argparse.Namespace, writer: IndexWriter) -> int:
                 reporter=reporter,
                 should_stop=should_stop,
             )
+            embedder.run.already_done = already
+            finished = False
             try:
-                embedder.embed(collected.items, index)
+                embedder.embed(todo)
+                finished = True
             finally:
-                # Also when a failure stops the run: say what the index holds and what it cost.
+                # Also when a failure stopped the run: keep what finished, say what the index
+                # holds and what it cost.
                 reporter.close()
                 run = embedder.run
-                failures = collected.failures + run.failures
-                _print_summary(out, run, failures, collected.ignored)
-                print_usage(client.usage)
+                try:
+                    writer.close()
+                    if finished:
+                        _tidy(args, table, writer, collected, run)
+                finally:
+                    failures = collected.failures + run.failures
+                    _print_summary(out, run, failures, collected.ignored, writer)
+                    print_usage(client.usage)
     if run.stopped:
-        fail("interrupted; the index keeps every finished chunk: run the same command to go on")
+        fail(INTERRUPTED)
         return EXIT_INTERRUPTED
     if failures:
         return EXIT_INPUT if isinstance(failures[0].error, InputError) else EXIT_API
     return EXIT_OK
 
 
-def _warn_skipped(index: Index) -> None:
-    """Say which lines of an index were unreadable and left out (a re-run embeds them again)."""
-    for line in index.skipped:
-        print(f"warning: {index.path}: {line}; skipped", file=sys.stderr)
+def _plan(collected: Collected, table: IndexTable | None) -> tuple[list[Item], dict[str, str], int]:
+    """What to embed (new or changed items, each id once), the changed files whose older
+    rows go (``{source: sha256}``), and how many items are in the index already."""
+    state = table.state() if table is not None else {}
+    seen: set[str] = set()
+    todo: list[Item] = []
+    current: dict[str, str] = {}
+    already = 0
+    for item in collected.items:
+        if item.id in seen:
+            continue  # a path given twice, or a file in two of the folders given
+        seen.add(item.id)
+        current[item.source] = item.sha256
+        held = state.get(item.id)
+        if held is not None and held[1] == item.sha256:
+            already += 1
+        else:
+            todo.append(item)
+    stale = {
+        source: current[source]
+        for source, sha in set(state.values())
+        if source in current and sha != current[source]
+    }
+    return todo, stale, already
 
 
-def _clip_seconds(given: float | None, index: Index | None, out: Path) -> float:
+def _tidy(
+    args: argparse.Namespace,
+    table: IndexTable,
+    writer: RowWriter,
+    collected: Collected,
+    run: EmbedRun,
+) -> None:
+    """After a complete run: drop what changed files left behind, prune with ``--prune``,
+    compact the commits, and build the ANN index once the table is large enough."""
+    if run.stopped:
+        table.compact()
+        return
+    writer.drop_stale()
+    if args.prune:
+        writer.removed_sources += _prune(table, collected)
+    table.compact()
+    # Never below what the ANN index needs to train on: a small threshold waits for that many.
+    threshold = max(args.ann_threshold, ANN_MIN_ROWS) if args.ann_threshold else 0
+    if threshold and not table.has_ann() and table.count() >= threshold:
+        print(f"building the ANN index of {table.path} ...", file=sys.stderr, flush=True)
+        table.build_ann()
+        table.compact()
+
+
+def _prune(table: IndexTable, collected: Collected) -> int:
+    """Delete the rows of files that are gone; returns how many files they came from."""
+    present = {item.source for item in collected.items}
+    rows = table.state()
+    gone: set[str] = set()
+    for source, _ in set(rows.values()):
+        if source in present or source in gone:
+            continue
+        if not Path(source).exists():
+            gone.add(source)
+    if gone:
+        # A name that is not UTF-8 is stored escaped: its media rows' references still lead
+        # to the file, so check those before deleting.
+        kept = {
+            row.source
+            for row in table.get([i for i, (s, _) in rows.items() if s in gone])
+            if row.content.startswith("file://") and path_from(row.content).exists()
+        }
+        gone -= kept
+    ids = [i for i, (source, _) in rows.items() if source in gone]
+    table.delete_ids(ids)
+    return len(gone)
+
+
+def _clip_seconds(given: float | None, info: IndexInfo | None, out: Path) -> float:
     """The clip length: the index's when it has one, so that a later run cuts the same clips."""
-    if index is None:
+    if info is None:
         return DEFAULT_CLIP_SECONDS if given is None else given
-    if given is not None and given != index.header.clip_seconds:
+    if given is not None and given != info.clip_seconds:
         raise InputError(
-            f"holds clips of {index.header.clip_seconds:g} s, not {given:g} s; "
+            f"holds clips of {info.clip_seconds:g} s, not {given:g} s; "
             "use the same --clip-seconds or another --out",
             part=str(out),
         )
-    return index.header.clip_seconds
+    return info.clip_seconds
 
 
 def _print_summary(
-    out: Path, run: EmbedRun, failures: Sequence[Failure], ignored: Sequence[str]
+    out: Path,
+    run: EmbedRun,
+    failures: Sequence[Failure],
+    ignored: Sequence[str],
+    writer: RowWriter,
 ) -> None:
     kinds = ", ".join(f"{count} {kind}" for kind, count in run.embedded.items() if count)
     total = run.embedded_total
     print(f"embedded {total} item{'s' if total != 1 else ''}" + (f" ({kinds})" if kinds else ""))
     print(f"already in {out}: {run.already_done}")
+    if writer.removed_sources:
+        print(f"removed the older rows of {writer.removed_sources} changed or deleted file(s)")
     if ignored:
         print(f"ignored {len(ignored)} file(s) that are not images, videos or text files")
     if failures:

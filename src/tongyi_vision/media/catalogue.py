@@ -127,6 +127,7 @@ def scan(
     hidden: bool = False,
     report_others: bool = False,
     verify: bool = False,
+    measure: bool = True,
 ) -> Iterator[MediaFile | SkippedFile]:
     """One record per file under ``paths``, in a stable order.
 
@@ -139,6 +140,8 @@ def scan(
     :class:`MediaFile` with ``kind=None``, or a :class:`SkippedFile` with
     ``report_others``. ``pattern`` picks names in folders (as in a shell, a
     wildcard does not match a leading dot); ``verify`` reads PNGs to their end.
+    ``measure=False`` leaves an image's header unread (no ``width`` and ``height``, no check
+    of the header): for a caller that reads it later, and only for the files it keeps.
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     wanted = _kinds(kinds)
@@ -154,7 +157,7 @@ def scan(
         elif _is_dir(path):
             found = _walk(path, pattern, recursive, hidden)
         elif os.path.lexists(path):
-            yield _identify(path, wanted, explicit=True, report_others=True, verify=verify)
+            yield _identify(path, wanted, True, True, verify, measure)
             continue
         else:
             yield _skipped(text, MediaNotFoundError("file not found; check the path", part=""))
@@ -163,7 +166,7 @@ def scan(
             if isinstance(entry, SkippedFile):
                 yield entry
             else:
-                yield _identify(entry, wanted, False, report_others, verify)
+                yield _identify(entry, wanted, False, report_others, verify, measure)
 
 
 def inspect_bytes(data: bytes, name: str, kinds: Collection[str]) -> MediaFile | SkippedFile:
@@ -267,13 +270,18 @@ def _is_dir(path: Path) -> bool:
 
 
 def _identify(
-    path: Path, wanted: frozenset[MediaKind], explicit: bool, report_others: bool, verify: bool
+    path: Path,
+    wanted: frozenset[MediaKind],
+    explicit: bool,
+    report_others: bool,
+    verify: bool,
+    measure: bool = True,
 ) -> MediaFile | SkippedFile:
     try:
         size, head = read_head(path, "", empty=True)
     except InputError as exc:
         return _skipped(path, exc)
-    return _classify(path, head, size, wanted, explicit, report_others, path, verify)
+    return _classify(path, head, size, wanted, explicit, report_others, path, verify, measure)
 
 
 def _classify(
@@ -285,6 +293,7 @@ def _classify(
     report_others: bool,
     content: Path | bytes,
     verify: bool,
+    measure: bool = True,
 ) -> MediaFile | SkippedFile:
     suffix = path.suffix.lower()
     named = any(suffix in SUFFIXES[kind] for kind in wanted)
@@ -314,7 +323,7 @@ def _classify(
             return _skipped(path, UnsupportedMediaError(f"is not {what}; {detail}", part=""))
         return MediaFile(path, None, fmt, None, size, explicit=explicit)
     width = height = None
-    if kind == "image" and imaging.pillow_available():
+    if kind == "image" and measure and imaging.pillow_available():
         try:
             source = content if isinstance(content, bytes) else os.fspath(content)
             width, height = imaging.image_size(source, description="", verify=verify)
