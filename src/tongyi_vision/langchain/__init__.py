@@ -1,8 +1,10 @@
-"""LangChain integration: multimodal embeddings and image/video loaders.
+"""LangChain integration: multimodal embeddings, image/video loaders, and the CLI's index.
 
 Swap :class:`TongyiVisionEmbeddings` into any vector store and load media with
 :class:`TongyiImageLoader` / :class:`TongyiVideoLoader`; the store, its
 retrievers and chains keep working, now over images and video too.
+:func:`open_index` opens the index ``tongyi-vision embed`` writes as a vector
+store (:class:`TongyiIndexStore`; needs the ``index`` extra too).
 
 >>> from langchain_core.vectorstores import InMemoryVectorStore
 >>> from tongyi_vision.langchain import TongyiImageLoader, TongyiVisionEmbeddings
@@ -23,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised in an environment wit
 
 from ._blocks import to_content_blocks
 from ._embeddings import TongyiVisionEmbeddings
+from ._index import TongyiIndexStore, open_index
 from ._loaders import (
     SkippedMediaWarning,
     SkippedVideoWarning,
@@ -37,9 +40,11 @@ __all__ = [
     "SkippedVideoWarning",
     "TongyiImageLoader",
     "TongyiImageParser",
+    "TongyiIndexStore",
     "TongyiVideoLoader",
     "TongyiVideoParser",
     "TongyiVisionEmbeddings",
+    "open_index",
     "to_content_blocks",
 ]
 

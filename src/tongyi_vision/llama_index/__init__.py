@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from ._embedding import TongyiVisionEmbedding
+from ._index import TongyiIndexVectorStore, open_index
 from ._readers import (
     ReaderError,
     SkippedFileWarning,
@@ -50,8 +51,10 @@ __all__ = [
     "SkippedVideo",
     "SkippedVideoWarning",
     "TongyiImageReader",
+    "TongyiIndexVectorStore",
     "TongyiVideoReader",
     "TongyiVisionEmbedding",
+    "open_index",
 ]
 
 show_as_public(globals())
