@@ -35,6 +35,8 @@ THEIRS = (
     ("video_decode.py", "video-decoding", "Video decoding"),
     ("token_estimate.py", "token-estimate", "Token estimate"),
     ("cache_hits.py", "cache-hits", "Cache hits"),
+    ("index_search.py", "index-search", "Index search"),
+    ("index_build.py", "index-build", "Index build"),
 )
 KEPT = "analysis"
 TIMEOUT = 900

@@ -129,6 +129,35 @@ def test_search_is_by_cosine_best_first_and_filters_first(table: IndexTable) -> 
         table.search([1.0, 2.0], 5)
 
 
+def test_exact_search_in_memory_agrees_with_lancedb_and_follows_commits(tmp_path: Path) -> None:
+    # Below MEMORY_SEARCH_ROWS the vectors are searched in memory; LanceDB's own flat search
+    # (taken here on the raw table) must rank and score the same, filters included.
+    table = IndexTable.create(tmp_path / "index", IndexInfo(FLASH, 8, "openai"))
+    table.add([image_row(n) for n in range(300)])
+    raw = table._table
+    table.search(vector(1), 1)  # the first search is LanceDB's own; the vectors are held after
+    assert table._held is None
+    for seed in (3, 50, 999):
+        query = vector(seed)
+        for where in (None, "source LIKE '/photos/img000%'"):
+            ours = table.search(query, 7, where=where)
+            builder = raw.search(query, vector_column_name="vector").distance_type("cosine")
+            if where:
+                builder = builder.where(where, prefilter=True)
+            theirs = builder.limit(7).select(["id"]).to_arrow()
+            assert [h.row.id for h in ours] == theirs.column("id").to_pylist()
+            expected = [1 - d for d in theirs.column("_distance").to_pylist()]
+            assert [h.score for h in ours] == pytest.approx(expected, abs=1e-5)
+    assert table._held is not None and len(table._held.row_ids) == 300
+    # A commit (here a delete and an add) is seen by the next search.
+    table.delete("id = '/photos/img00003.jpg'")
+    assert table.search(vector(3), 1)[0].row.id != "/photos/img00003.jpg"
+    table.add([image_row(100_000)])
+    assert table.search(vector(100_000), 1)[0].row.id == "/photos/img100000.jpg"
+    hit = table.search(vector(42), 1, vectors=True)[0]
+    assert list(hit.row.vector) == pytest.approx(vector(42))
+
+
 def test_upsert_and_delete_stale_replace_rows(table: IndexTable) -> None:
     table.upsert([image_row(1, sha="e" * 64), image_row(50)])
     assert table.count() == 13
