@@ -20,6 +20,7 @@ from .engine.cache import CacheStore, CacheWarning, EmbeddingCache, SQLiteStore
 from .engine.client import AsyncClient, Client
 from .engine.config import UnknownModelWarning
 from .engine.pieces import LongText
+from .engine.ratelimit import RateLimit
 from .engine.scheduler import OnInvalid
 from .media.catalogue import MediaFile, OnError, SkippedFile, scan
 from .media.clips import VideoClip, clip_bounds, iter_clips
@@ -113,6 +114,7 @@ __all__ = [
     "PartialResult",
     "PermissionDeniedError",
     "ProgressEvent",
+    "RateLimit",
     "RateLimitError",
     "RequestTimeoutError",
     "RequestTooLargeError",

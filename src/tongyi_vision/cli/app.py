@@ -264,6 +264,19 @@ def _add_client_options(
         metavar="N",
         help="requests in flight at once (default 8)",
     )
+    group.add_argument(
+        "--rpm",
+        type=_positive_int,
+        metavar="N",
+        help="your account's requests per minute for the model: requests go out evenly "
+        "within it (default: unknown, learnt from 429s)",
+    )
+    group.add_argument(
+        "--tpm",
+        type=_positive_int,
+        metavar="N",
+        help="your account's tokens per minute for the model (default: unknown)",
+    )
 
 
 def _positive_int(text: str) -> int:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..engine.client import Client
+from ..engine.ratelimit import RateLimit
 from ..wire.results import Usage
 
 EXIT_OK = 0
@@ -36,9 +37,18 @@ def make_client(args: argparse.Namespace, **overrides: Any) -> Client:
         "dimension": getattr(args, "dimension", None),
         "base_url": args.base_url,
         "max_concurrency": args.max_concurrency,
+        "rate_limit": rate_limit_of(args),
         **overrides,
     }
     return Client(**settings)
+
+
+def rate_limit_of(args: argparse.Namespace) -> RateLimit | None:
+    """The :class:`RateLimit` that ``--rpm`` and ``--tpm`` give (``None`` without either)."""
+    rpm, tpm = getattr(args, "rpm", None), getattr(args, "tpm", None)
+    if rpm is None and tpm is None:
+        return None
+    return RateLimit(requests_per_minute=rpm, tokens_per_minute=tpm)
 
 
 def dialect_of(args: argparse.Namespace, of_index: str) -> str:

@@ -55,7 +55,15 @@ from .permits import AsyncPermits, ThreadPermits
 from .pieces import LONG_TEXT_MODES, LongText, Pieces
 from .planner import Limits, Plan, dedupe, pack
 from .progress import ProgressBar, ProgressCallback
-from .scheduler import Call, OnInvalid, Recorder, RequestSettings, RetryPolicy
+from .ratelimit import RateLimit
+from .scheduler import (
+    DEFAULT_MAX_RATE_LIMIT_WAIT,
+    Call,
+    OnInvalid,
+    Recorder,
+    RequestSettings,
+    RetryPolicy,
+)
 from .transport import ACCEPT_ENCODING, apost, attempt_seconds, deadline, open_sync, post
 
 HTTP = TypeVar("HTTP", httpx.Client, httpx.AsyncClient)
@@ -92,6 +100,8 @@ class _BaseClient(Generic[HTTP]):
         default_headers: Mapping[str, str] | None = None,
         progress: ProgressCallback | None = None,
         show_progress: bool = False,
+        rate_limit: RateLimit | None = None,
+        max_rate_limit_wait: float = DEFAULT_MAX_RATE_LIMIT_WAIT,
         http_client: HTTP | None = None,
     ) -> None:
         self._settings: Settings = resolve_settings(
@@ -121,6 +131,21 @@ class _BaseClient(Generic[HTTP]):
                 f"long_text must be 'split', 'truncate' or 'error', not {long_text!r}"
             )
         _check_callback(progress)
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise ConfigurationError(
+                "rate_limit must be a tongyi_vision.RateLimit (for example "
+                f"RateLimit(requests_per_minute=600)), not {type(rate_limit).__name__}"
+            )
+        if (
+            isinstance(max_rate_limit_wait, bool)
+            or not isinstance(max_rate_limit_wait, (int, float))
+            or not 0 <= max_rate_limit_wait < float("inf")
+        ):
+            raise ConfigurationError(
+                f"max_rate_limit_wait must be seconds >= 0, not {max_rate_limit_wait!r}"
+            )
+        self.rate_limit = rate_limit
+        self.max_rate_limit_wait = float(max_rate_limit_wait)
         self.long_text: LongText = long_text
         self.cache = as_cache(cache)
         self.timeout = _timeout(timeout)
@@ -133,7 +158,11 @@ class _BaseClient(Generic[HTTP]):
         self._limits = Limits(
             max_parts_per_request, MAX_IMAGES_PER_REQUEST, max_request_bytes, max_request_tokens
         )
-        self._policy = RetryPolicy(max_retries=max_retries)
+        self._policy = RetryPolicy(
+            max_retries=max_retries,
+            max_rate_limit_wait=self.max_rate_limit_wait,
+            rate_limit_known=rate_limit is not None,
+        )
         self._url = self._settings.base_url + path_for(self._settings.dialect)
         self._headers = {
             "User-Agent": f"tongyi-vision/{__version__}",
@@ -172,6 +201,8 @@ class _BaseClient(Generic[HTTP]):
             "default_headers": default_headers,
             "progress": progress,
             "show_progress": show_progress,
+            "rate_limit": rate_limit,  # shared by the twin: one budget
+            "max_rate_limit_wait": self.max_rate_limit_wait,
         }
         self._connect(http_client)
 
@@ -683,6 +714,12 @@ class Client(_BaseClient[httpx.Client]):
       also when ``http_client`` is given.
     - ``max_retries``: retries per request, not attempts. ``max_concurrency``: requests
       in flight at once, shared by every call on this client.
+    - ``rate_limit``: a :class:`RateLimit` (requests and tokens per minute of the account),
+      shared by every client given the same object: requests are let out evenly within
+      it, and a 429 that comes anyway pauses the whole client until its ``Retry-After``.
+    - ``max_rate_limit_wait``: seconds (default 300) a request may wait out 429s without
+      using up ``max_retries`` (with ``rate_limit``, or while other requests of the call
+      succeed); past it, 429s count as retries. ``max_retries`` still bounds other errors.
     - ``max_parts_per_request`` (default 20), ``max_request_bytes`` and
       ``max_request_tokens`` (estimated tokens; default 20,480): how requests are packed.
     - ``auto_fit``: re-encode images that break the limits (needs Pillow).
@@ -704,7 +741,7 @@ class Client(_BaseClient[httpx.Client]):
         self._http_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
         # One set of permits for every call of this client: the concurrency limit is client-wide.
-        self._permits = ThreadPermits(self.max_concurrency)
+        self._permits = ThreadPermits(self.max_concurrency, self.rate_limit is not None)
 
     @overload
     def embed(
@@ -769,6 +806,7 @@ class Client(_BaseClient[httpx.Client]):
                 self._send,
                 self._sleep,
                 started.workers(self.max_concurrency),
+                self.rate_limit,
             )
         finally:
             started.bar.close()
@@ -927,7 +965,9 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
                         timeout=self.timeout,
                     )
 
-                await run_on_tasks(started.call, pool.permits, send, self._sleep, workers)
+                await run_on_tasks(
+                    started.call, pool.permits, send, self._sleep, workers, self.rate_limit
+                )
         finally:
             started.bar.close()
         return self._finish(started)
@@ -966,7 +1006,9 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
             http = self._given_http or httpx.AsyncClient(
                 timeout=self.timeout, limits=self._http_limits
             )
-            pool = self._pools[loop] = _LoopPool(http, AsyncPermits(self.max_concurrency))
+            pool = self._pools[loop] = _LoopPool(
+                http, AsyncPermits(self.max_concurrency, self.rate_limit is not None)
+            )
         if self._given_http is None:
             # Started on this loop, the generator is finalised by loop.shutdown_asyncgens(),
             # which asyncio.run() calls before closing the loop: the connections close in time.

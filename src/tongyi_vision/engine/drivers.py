@@ -4,7 +4,9 @@
 What a worker does is written once, as the generator :func:`worker`: take a
 permit, take a batch, run the batch's flow of effects (:mod:`.scheduler`),
 reserve the request's estimated tokens before each attempt is sent (waiting out
-a token pause without a permit), give the permit back while a backoff is waited
+a token pause without a permit) and, with a :class:`~.ratelimit.RateLimit`, wait for
+the request's slot (holding its permit, so that no more requests wait for slots than may
+be in flight), give the permit back while a backoff is waited
 out and take one again (ahead of new requests) when it is over, and give it back
 at the end, also when the worker is interrupted. It yields *operations*; the two
 drivers below only perform them, each in its own way (a blocking call, an
@@ -24,6 +26,7 @@ import httpx
 from ..wire.errors import InputError
 from .permits import AsyncPermits, ThreadPermits, Tokens, Verdict
 from .planner import Batch
+from .ratelimit import RateLimit, Slot
 from .scheduler import Call, Load, Send, Sleep
 
 
@@ -61,17 +64,20 @@ Worker = Generator[Operation, Any, None]
 @dataclass
 class _Place:
     """What a worker holds: a permit of ``epoch`` while ``held``, the tokens reserved for
-    the attempt in flight, and the last token pause it has waited out."""
+    the attempt in flight, the last token pause it has waited out, and the rate limit's
+    slot of the attempt in flight."""
 
     epoch: int
     held: bool = True
     tokens: Tokens | None = None
     passed: int = 0
+    slot: Slot | None = None
 
 
-def worker(call: Call) -> Worker:
+def worker(call: Call, limiter: RateLimit | None = None) -> Worker:
     """One worker of ``call``, as the operations a driver performs; every error of an
-    operation is thrown back in here, where the flow of the request decides what it means."""
+    operation is thrown back in here, where the flow of the request decides what it means.
+    ``limiter`` (never blocking) gives each attempt its slot and hears of its 429s."""
     passed = 0
     try:
         while True:
@@ -94,10 +100,15 @@ def worker(call: Call) -> Worker:
                         break
                     answer, error = None, None
                     if isinstance(effect, Sleep):
+                        if limiter is not None and place.slot is not None:
+                            _refused(limiter, place, effect)
                         yield from _step_out(place, _verdict_of(effect), effect.seconds)
                         continue
-                    if isinstance(effect, Send) and not (yield from _admitted(call, batch, place)):
-                        break  # the call failed or was stopped while this one waited
+                    if isinstance(effect, Send):
+                        if not (yield from _admitted(call, batch, place)):
+                            break  # the call failed or was stopped while this one waited
+                        if limiter is not None:
+                            yield from _slotted(limiter, batch, place)
                     try:
                         answer = yield effect
                     except (InputError, httpx.HTTPError) as exc:
@@ -105,6 +116,10 @@ def worker(call: Call) -> Worker:
             finally:
                 flow.close()
                 passed = place.passed
+                if limiter is not None and place.slot is not None and verdict == "succeeded":
+                    billed = call.take_billed(batch)
+                    if billed is not None:
+                        limiter.settle(place.slot, billed)
                 if place.held:
                     yield Release(place.epoch, verdict, place.tokens)
     except BaseException as exc:
@@ -138,6 +153,22 @@ def _admitted(call: Call, batch: Batch, place: _Place) -> Generator[Operation, A
             return False
 
 
+def _slotted(limiter: RateLimit, batch: Batch, place: _Place) -> Generator[Operation, Any, None]:
+    """Take the attempt's slot in the rate limit and wait until it is due (a cool-down
+    meanwhile moves it later)."""
+    place.slot = slot = limiter.reserve(max(1, batch.tokens))
+    while (wait := limiter.remaining(slot)) > 0:
+        yield Sleep(wait)
+
+
+def _refused(limiter: RateLimit, place: _Place, sleep: Sleep) -> None:
+    """The attempt failed: a 429 bills nothing and cools every sharer of the limit down."""
+    if sleep.throttled and place.slot is not None:
+        limiter.settle(place.slot, 0)
+        limiter.cool_down(sleep.seconds)
+    place.slot = None
+
+
 def _verdict_of(sleep: Sleep) -> Verdict:
     """What a backoff tells the permits: the limit its 429 named, if a 429 caused it."""
     if not sleep.throttled:
@@ -153,6 +184,7 @@ def run_on_threads(
     send: Callable[[bytes], httpx.Response],
     sleep: Callable[[float], None],
     workers: int,
+    limiter: RateLimit | None = None,
 ) -> None:
     """Run a call with up to ``workers`` threads (on this thread when there is one)."""
 
@@ -168,7 +200,7 @@ def run_on_threads(
         return op.build() if isinstance(op, Load) else send(op.body)
 
     def work() -> None:
-        ops, value, error = worker(call), None, None
+        ops, value, error = worker(call, limiter), None, None
         while True:
             try:
                 op = ops.throw(error) if error is not None else ops.send(value)
@@ -199,6 +231,7 @@ async def run_on_tasks(
     send: Callable[[bytes], Awaitable[httpx.Response]],
     sleep: Callable[[float], Awaitable[Any]],
     workers: int,
+    limiter: RateLimit | None = None,
 ) -> None:
     """Run a call with up to ``workers`` tasks; media bodies are built on worker threads."""
 
@@ -216,7 +249,7 @@ async def run_on_tasks(
         return await send(op.body)
 
     async def work() -> None:
-        ops, value, error = worker(call), None, None
+        ops, value, error = worker(call, limiter), None, None
         while True:
             try:
                 op = ops.throw(error) if error is not None else ops.send(value)

@@ -17,6 +17,10 @@ Each kind of 429 backs off on what it names (``RateLimitError.limit``):
 - ``tokens``: the request limit stays; the token budget is halved and every
   request of the client waits until the refusal's ``Retry-After`` (or backoff)
   has passed (:class:`TokenBudget`).
+
+With ``cool_down`` (a client given a :class:`~.ratelimit.RateLimit`), a 429 for
+requests or a surge also pauses every request of the client, as a tokens 429
+does: the limit was known and met anyway, so the whole client waits it out.
 """
 
 from __future__ import annotations
@@ -139,11 +143,13 @@ class PermitState:
     leaves it alone. Requests coming back from a backoff go before new ones, so a
     lowered limit also meters returning retries; after a surge, the other requests
     of the burst also wait a share of :data:`SURGE_SPREAD` each, so that they come
-    back about ``limit`` at a time.
+    back about ``limit`` at a time. With ``cool_down``, those two 429s also pause the
+    client (:meth:`TokenBudget.pause`) until the refused request's wait is over.
     """
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, cool_down: bool = False) -> None:
         self.maximum = maximum
+        self.cool_down = cool_down
         self.limit = maximum
         self.in_flight = 0
         self.returning = 0
@@ -199,14 +205,17 @@ class PermitState:
             if self._successes >= self.limit:
                 self.limit += 1
                 self._successes = 0
-        return Backoff(spread, self.tokens.give_back(tokens, verdict, seconds))
+        pause = self.tokens.give_back(tokens, verdict, seconds)
+        if self.cool_down and verdict in ("throttled", "surge"):
+            pause = self.tokens.pause(seconds)
+        return Backoff(spread, pause)
 
 
 class ThreadPermits:
     """:class:`PermitState` for worker threads."""
 
-    def __init__(self, maximum: int) -> None:
-        self.state = PermitState(maximum)
+    def __init__(self, maximum: int, cool_down: bool = False) -> None:
+        self.state = PermitState(maximum, cool_down)
         self._condition = threading.Condition()
 
     def acquire(self, returning: bool = False) -> int:
@@ -238,8 +247,8 @@ class ThreadPermits:
 class AsyncPermits:
     """:class:`PermitState` for asyncio tasks; bound to the event loop that first uses it."""
 
-    def __init__(self, maximum: int) -> None:
-        self.state = PermitState(maximum)
+    def __init__(self, maximum: int, cool_down: bool = False) -> None:
+        self.state = PermitState(maximum, cool_down)
         self._condition = asyncio.Condition()
 
     async def acquire(self, returning: bool = False) -> int:

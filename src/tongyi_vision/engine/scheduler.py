@@ -91,16 +91,28 @@ Effect = Load | Send | Sleep
 BatchFlow = Generator[Effect, Any, Verdict]
 
 
+DEFAULT_MAX_RATE_LIMIT_WAIT = 300.0
+"""Seconds a request may spend waiting out 429s before they count against ``max_retries``."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """``max_retries`` counts retries, not attempts. Backoff doubles from ``initial_backoff``
     up to ``max_backoff`` with up to 25% jitter; a ``Retry-After`` header wins, capped at
-    ``max_retry_after`` seconds."""
+    ``max_retry_after`` seconds.
+
+    A 429 is a rate limit, not a fault: while a request's waits for 429s add up to no more
+    than ``max_rate_limit_wait`` seconds it is retried without using up ``max_retries``,
+    provided the limit is known (``rate_limit_known``: the client has a rate limit) or the
+    call went on (a request of it succeeded since this one's last attempt), so that a key
+    refused and nothing else is still given up on after ``max_retries``."""
 
     max_retries: int = 3
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
     max_retry_after: float = 60.0
+    max_rate_limit_wait: float = DEFAULT_MAX_RATE_LIMIT_WAIT
+    rate_limit_known: bool = False
 
     def delay(self, retries_so_far: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -182,6 +194,9 @@ class Call:
         self.refused: dict[int, TongyiVisionError] = {}
         """Errors of skipped parts, by index into the plan's unique parts."""
         self.usage = Usage()
+        self.billed: dict[int, int] = {}
+        """Tokens the answer of each succeeded batch billed, by ``id`` of the batch, until the
+        worker that sent it takes them (to correct a rate limit's estimate)."""
         self.error: TongyiVisionError | None = None
         self.requests_done = 0
         self.parts_done = 0
@@ -198,6 +213,11 @@ class Call:
                 return None
             self._running += 1
             return self.queue.popleft()
+
+    def take_billed(self, batch: Batch) -> int | None:
+        """The tokens the answer to ``batch`` billed (``None`` if it did not succeed)."""
+        with self._lock:
+            return self.billed.pop(id(batch), None)
 
     def abort(self, exc: BaseException) -> None:
         """Stop starting new requests (an interrupt or a bug in a worker)."""
@@ -221,6 +241,9 @@ class Call:
         if not batch.items:
             return "other"  # every part of it was refused while loading
         retries = 0
+        throttles = 0  # 429s retried without using up max_retries
+        waited = 0.0  # seconds those have waited
+        progress = self.requests_done  # the call's successes at this request's last attempt
         while True:
             try:
                 response = yield Send(body)
@@ -248,18 +271,31 @@ class Call:
             self._count(Usage(requests=1))
             if isinstance(error, (BadRequestError, RequestTooLargeError)):
                 return self._refuse(batch, error)
-            if not _retryable(error) or retries >= self.policy.max_retries:
+            if not _retryable(error):
                 return self._fail(batch, error)
             retry_after = error.retry_after if isinstance(error, APIStatusError) else None
-            delay = self.policy.delay(retries, retry_after)
-            retries += 1
+            delay = self.policy.delay(retries + throttles, retry_after)
+            went_on, progress = self.requests_done > progress, self.requests_done
+            waiting = (
+                isinstance(error, RateLimitError)
+                and (self.policy.rate_limit_known or went_on)
+                and waited + delay <= self.policy.max_rate_limit_wait
+            )
+            if waiting:
+                throttles += 1
+                waited += delay
+            elif retries >= self.policy.max_retries:
+                return self._fail(batch, error)
+            else:
+                retries += 1
             self._count(Usage(retries=1))
             logger.info(
-                "retrying a request of %d parts in %.2fs (retry %d of %d): %s",
+                "retrying a request of %d parts in %.2fs (%s): %s",
                 len(batch.items),
                 delay,
-                retries,
-                self.policy.max_retries,
+                f"{waited:.0f}s of {self.policy.max_rate_limit_wait:.0f}s waited for the rate limit"
+                if waiting
+                else f"retry {retries} of {self.policy.max_retries}",
                 error,
             )
             self._notify()
@@ -350,6 +386,7 @@ class Call:
                     elif (whole := self.pieces.take(slot, vector)) is not None:
                         finished[whole[0]] = list(whole[1])
             self.usage = self.usage + answer.usage
+            self.billed[id(batch)] = answer.usage.total_tokens
             self.requests_done += 1
             self.parts_done += sum(len(self.plan.owners[unique]) for unique in batch.items)
         self._notify(finished=True, vectors=finished)

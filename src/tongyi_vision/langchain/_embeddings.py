@@ -124,6 +124,12 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
     any LangChain ``ByteStore`` (``LocalFileStore``, Redis...). Content embedded before, by
     this model at this size, is not sent again, images and video included (keyed by their
     bytes, not their URI); ``usage.cached`` counts what it served. Not serialized."""
+    rate_limit: Any = Field(default=None, exclude=True)
+    """A ``tongyi_vision.RateLimit`` (the account's requests and tokens per minute), shared
+    with every client given the same object: requests go out evenly within it. Not
+    serialized; shared, not copied, by ``copy.deepcopy``."""
+    max_rate_limit_wait: float = 300.0
+    """Seconds a request may wait out 429s before they count against ``max_retries``."""
     long_text: LongText = "split"
     """A text over the 1,024-token limit: ``"split"`` embeds it in pieces and returns their
     length-weighted mean (what LangChain's default splitters need: their chunks are often
@@ -166,6 +172,8 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
             auto_fit=self.auto_fit,
             long_text=self.long_text,
             cache=self.cache,
+            rate_limit=self.rate_limit,
+            max_rate_limit_wait=self.max_rate_limit_wait,
             default_headers=self.default_headers,
             show_progress=self.show_progress_bar,
             http_client=self.http_client,
@@ -183,8 +191,9 @@ class TongyiVisionEmbeddings(ClientPair, Serializable, Embeddings):
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> TongyiVisionEmbeddings:
         """A copy with its own connections and copies of its settings (``http_client``,
-        ``http_async_client`` and ``cache`` are shared: connections cannot be copied)."""
-        shared = {"http_client", "http_async_client", "cache"}
+        ``http_async_client``, ``cache`` and ``rate_limit`` are shared: connections cannot be
+        copied, and a copy spends the same budget)."""
+        shared = {"http_client", "http_async_client", "cache", "rate_limit"}
         fields = {
             name: getattr(self, name)
             if name in shared

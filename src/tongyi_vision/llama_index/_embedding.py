@@ -131,6 +131,17 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
         description="An embedding cache: a path (SQLite file), an EmbeddingCache, or a store "
         "with mget/mset. Content embedded before is not sent again; not serialised.",
     )
+    rate_limit: Any = Field(
+        default=None,
+        exclude=True,
+        description="A tongyi_vision.RateLimit (requests and tokens per minute), shared with "
+        "every client given the same object; not serialised, shared by deepcopy.",
+    )
+    max_rate_limit_wait: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a request may wait out 429s before they count as retries.",
+    )
     embed_media_references: bool = Field(
         default=True,
         description="Embed texts that are file:// or data: URIs of media (the content of "
@@ -201,6 +212,8 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
             auto_fit=self.auto_fit,
             long_text=self.long_text,
             cache=self.cache,
+            rate_limit=self.rate_limit,
+            max_rate_limit_wait=self.max_rate_limit_wait,
             default_headers=self.default_headers,
             http_client=http_client,
         )
@@ -217,10 +230,10 @@ class TongyiVisionEmbedding(ClientPair, MultiModalEmbedding):
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> TongyiVisionEmbedding:
         """A copy with its own connections and copies of its settings (an ``http_client``
-        passed in, the cache and the callback manager are shared)."""
+        passed in, the cache, the rate limit and the callback manager are shared)."""
         fields = {
             name: getattr(self, name)
-            if name in ("cache", "callback_manager")
+            if name in ("cache", "rate_limit", "callback_manager")
             else copy.deepcopy(getattr(self, name), memo)
             for name in type(self).model_fields
             if name not in ("api_key", "model_name")
