@@ -446,6 +446,25 @@ PACKAGES = (
 )
 
 
+def in_fresh_process(script: str | Path, *args: str) -> dict[str, Any]:
+    """Run ``script --measure ARGS...`` in a new interpreter and return the JSON object it
+    prints last, with ``wall``: the seconds the process took, start-up and imports included."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(script), "--measure", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        name = Path(script).name
+        raise RuntimeError(f"measuring {args[0]} in {name} failed:\n{done.stderr[-3000:]}")
+    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    result["wall"] = wall
+    return result
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import API_KEY, Emulator, Table, markdown_table, write_section
+from _common import API_KEY, Emulator, Table, in_fresh_process, markdown_table, write_section
 
 SECTION = "cache-hits"
 SIZES = {"small JPEG (320x240)": (320, 240), "photo JPEG (1024x768)": (1024, 768)}
@@ -72,13 +71,7 @@ def measure(mode: str, folder: str, cache: str, url: str) -> dict[str, float]:
 
 
 def run_pass(mode: str, folder: Path, cache: Path, url: str) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--measure", mode, str(folder), str(cache), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return in_fresh_process(__file__, mode, str(folder), str(cache), url)
 
 
 def report(count: int) -> str:

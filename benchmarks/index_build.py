@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import API_KEY, Emulator, Table, machine, markdown_table, write_section
+from _common import in_fresh_process as measured_in_fresh_process
 
 SECTION = "index-build"
 CONCURRENCY = 16
@@ -61,20 +62,8 @@ def measure(mode: str, folder: str, url: str) -> dict[str, float]:
     return {"seconds": time.perf_counter() - started, "vectors": len(result.vectors)}
 
 
-def in_fresh_process(mode: str, folder: Path, url: str) -> dict[str, float]:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, __file__, "--measure", mode, str(folder), url],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"the {mode} pass failed:\n{done.stderr[-3000:]}")
-    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
-    result["wall"] = wall
-    return result
+def in_fresh_process(mode: str, folder: Path, url: str) -> dict[str, Any]:
+    return measured_in_fresh_process(__file__, mode, str(folder), url)
 
 
 def cli_embed(folder: Path, index: Path, url: str) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import json
 import math
 import operator
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import Table, machine, markdown_table, median, mib, write_section
+from _common import in_fresh_process as measured_in_fresh_process
 
 SECTION = "index-search"
 DIMENSION = 768
@@ -328,15 +328,7 @@ def measure_build(index: str, kind: str) -> dict[str, Any]:
 
 
 def in_fresh_process(*args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--measure", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"measuring {args[0]} failed:\n{done.stderr[-3000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return measured_in_fresh_process(__file__, *args)
 
 
 def search_in_fresh_process(index: Path, queries: Path, sweep: Any) -> dict[str, Any]:

@@ -395,17 +395,13 @@ class TongyiIndexStore(VectorStore):
         self, image: ImageQuery, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """:meth:`similarity_search_by_image` with each document's cosine similarity."""
-        where = _where(filter)
-        vector = self._media_method("image")([os.fspath(image)])[0]
-        return self._search(vector, k, where)
+        return self._media_search("image", image, k, filter)
 
     def similarity_search_by_video(
         self, video: ImageQuery, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[Document]:
         """The ``k`` documents nearest to a video (a local file or a URL)."""
-        where = _where(filter)
-        vector = self._media_method("video")([os.fspath(video)])[0]
-        return [doc for doc, _ in self._search(vector, k, where)]
+        return [doc for doc, _ in self._media_search("video", video, k, filter)]
 
     def max_marginal_relevance_search(
         self,
@@ -464,6 +460,26 @@ class TongyiIndexStore(VectorStore):
         )
         return [_document(hits[i].row) for i in chosen]
 
+    def _media_search(
+        self, medium: str, value: ImageQuery, k: int, filter: Filter
+    ) -> list[tuple[Document, float]]:
+        """The rows nearest to an image or a video, embedded as one (the filter is checked
+        before anything is embedded)."""
+        where = _where(filter)
+        vector = self._media_method(medium)([os.fspath(value)])[0]
+        return self._search(vector, k, where)
+
+    async def _amedia_search(
+        self, medium: str, value: ImageQuery, k: int, filter: Filter
+    ) -> list[tuple[Document, float]]:
+        """Async :meth:`_media_search`: the embedding on the event loop, the search on a thread."""
+        where = _where(filter)
+        vector = (await self._amedia_method(medium)([os.fspath(value)]))[0]
+        found: list[tuple[Document, float]] = await run_in_executor(
+            None, self._search, vector, k, where
+        )
+        return found
+
     def _media_method(self, medium: str) -> Callable[[list[str]], list[list[float]]]:
         method: Callable[[list[str]], list[list[float]]] | None = getattr(
             self._embeddings, f"embed_{medium}", None
@@ -508,19 +524,13 @@ class TongyiIndexStore(VectorStore):
         self, image: ImageQuery, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[Document]:
         """Async :meth:`similarity_search_by_image`."""
-        where = _where(filter)
-        vector = (await self._amedia_method("image")([os.fspath(image)]))[0]
-        found = await run_in_executor(None, self._search, vector, k, where)
-        return [doc for doc, _ in found]
+        return [doc for doc, _ in await self._amedia_search("image", image, k, filter)]
 
     async def asimilarity_search_by_video(
         self, video: ImageQuery, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[Document]:
         """Async :meth:`similarity_search_by_video`."""
-        where = _where(filter)
-        vector = (await self._amedia_method("video")([os.fspath(video)]))[0]
-        found = await run_in_executor(None, self._search, vector, k, where)
-        return [doc for doc, _ in found]
+        return [doc for doc, _ in await self._amedia_search("video", video, k, filter)]
 
     async def amax_marginal_relevance_search(
         self,
