@@ -17,6 +17,8 @@ Jobs:
   examples     run every script in examples/ against the emulator
   docs         build the documentation (and its API reference) with mkdocs, strict
   bench        run every benchmark and rewrite docs/benchmarks.md
+  screenshots  drive the web page in headless Chromium and rewrite the pictures in docs/images/
+  system       install the system packages some tests drive (Chromium, its driver, Redis)
   install      only create or update .venv
 """
 
@@ -41,6 +43,7 @@ LINT_PATHS = [
     "examples",
     "benchmarks",
     "docs/hooks.py",
+    "docs/screenshots.py",
     "tasks.py",
 ]
 
@@ -65,6 +68,32 @@ def install() -> None:
         return
     run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", ".[all,dev]")
     STAMP.touch()
+
+
+# Debian packages the browser and Redis tests drive: command -> package.
+SYSTEM_PACKAGES = {
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
+    "redis-server": "redis-server",
+}
+
+
+def system() -> None:
+    """Install the missing system packages with apt-get, when this is a Debian machine run as
+    root; elsewhere say what is missing (the tests that need it skip, unless
+    TONGYI_VISION_REQUIRE_SYSTEM=1, as in CI, makes them fail)."""
+    import shutil
+
+    missing = sorted({pkg for cmd, pkg in SYSTEM_PACKAGES.items() if shutil.which(cmd) is None})
+    if not missing:
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        print(f"not installed (tests that need them skip): {', '.join(missing)}", file=sys.stderr)
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    run(apt, "update", "-q", env=env)
+    run(apt, "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
 
 
 def tool(name: str) -> Path:
@@ -127,9 +156,14 @@ def bench() -> None:
     run(PYTHON, ROOT / "benchmarks" / "run.py")
 
 
+def screenshots() -> None:
+    system()
+    run(PYTHON, ROOT / "docs" / "screenshots.py")
+
+
 def check() -> None:
     started = time.monotonic()
-    for job in (lint, typecheck, unit, integration, coverage, examples, docs):
+    for job in (lint, typecheck, system, unit, integration, coverage, examples, docs):
         job()
     print(f"\nall checks passed in {time.monotonic() - started:.0f} s")
 
@@ -146,6 +180,8 @@ JOBS: dict[str, Callable[[], None]] = {
     "examples": examples,
     "docs": docs,
     "bench": bench,
+    "screenshots": screenshots,
+    "system": system,
     "install": lambda: None,
 }
 

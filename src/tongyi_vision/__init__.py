@@ -16,7 +16,7 @@ LangChain and LlamaIndex adapters live in :mod:`tongyi_vision.langchain` and
 
 from ._public import show_as_public
 from ._version import __version__
-from .engine.cache import CacheStore, CacheWarning, EmbeddingCache, SQLiteStore
+from .engine.cache import CacheStore, CacheWarning, EmbeddingCache, RedisStore, SQLiteStore
 from .engine.client import AsyncClient, Client
 from .engine.config import UnknownModelWarning
 from .engine.pieces import LongText
@@ -116,6 +116,7 @@ __all__ = [
     "ProgressEvent",
     "RateLimit",
     "RateLimitError",
+    "RedisStore",
     "RequestTimeoutError",
     "RequestTooLargeError",
     "SQLiteStore",

@@ -10,8 +10,9 @@ Content the service downloads (an http(s) URL) is not cached unless
 
 Entries live in a store with LangChain's ``ByteStore`` shape (``mget`` and
 ``mset`` of ``bytes``): :class:`SQLiteStore` (the default, standard library
-only, safe for many threads and processes), or any ``ByteStore`` a user has
-(``LocalFileStore``, Redis...). Each entry holds the vector as float32, the
+only, safe for many threads and processes), :class:`RedisStore` (a Redis
+server shared by processes and machines: a ``redis://`` URL), or any
+``ByteStore`` a user has (``LocalFileStore``...). Each entry holds the vector as float32, the
 tokens it cost and a checksum: an entry that does not check out is a miss
 and a :class:`CacheWarning`, never a wrong vector.
 """
@@ -27,20 +28,28 @@ import sqlite3
 import struct
 import sys
 import threading
+import time
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ..wire.errors import ConfigurationError
+from ..wire.errors import ConfigurationError, MissingDependencyError
 from ..wire.results import Vector
+
+if TYPE_CHECKING:
+    import redis
 
 _MAGIC = b"TVC1"
 _HEADER = struct.Struct("<4sBII")  # magic, modality (0 text, 1 media), tokens, dimension
 _CRC = struct.Struct("<I")
 _LITTLE = sys.byteorder == "little"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_T = TypeVar("_T")
 
 
 class CacheWarning(UserWarning):
@@ -133,6 +142,314 @@ class SQLiteStore:
         return (SQLiteStore, (self.path,))
 
 
+class RedisStore:
+    """A ``ByteStore`` on a Redis server (the ``redis`` extra), for a cache shared by many
+    processes and machines, such as the actors of a Ray job.
+
+    ``server`` is a URL (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for
+    TLS, ``unix:///path/to/redis.sock?db=0``) or a ``redis.Redis`` client of your own.
+    Keys are ``prefix`` followed by the entry's key; ``ttl`` (seconds) makes entries expire
+    that long after they are written (else they stay until Redis evicts them, as its
+    ``maxmemory-policy`` says). ``connect_timeout`` and ``timeout`` (seconds) bound
+    connecting and each command of a store made from a URL: a server that is down or
+    silent fails the lookup, which the cache turns into a warning and a miss, and the store
+    then fails at once for a few seconds instead of waiting on every request.
+
+    Safe for many threads (one redis-py connection pool) and processes (the pool starts
+    afresh in a forked child). It pickles by its URL, or a client's connection settings
+    (address, database, credentials, timeouts, TLS files; not settings that are objects,
+    such as a credential provider), and connects again where it is unpickled. Neither its
+    repr nor its errors show the password.
+
+    >>> store = RedisStore("redis://127.0.0.1:6379/0", ttl=30 * 86400)
+    >>> client = Client(cache=EmbeddingCache(store))  # or Client(cache="redis://...")
+    """
+
+    _PAUSE = 5.0  # seconds a store that could not reach its server fails at once
+    _CHUNK = 500  # keys per command
+
+    def __init__(
+        self,
+        server: str | redis.Redis,
+        *,
+        prefix: str = "tongyi-vision:",
+        ttl: float | None = None,
+        connect_timeout: float = 2.0,
+        timeout: float = 5.0,
+    ) -> None:
+        module = _import_redis()
+        if not isinstance(prefix, str):
+            raise ConfigurationError(f"prefix must be a str, not {type(prefix).__name__}")
+        if ttl is not None and not _is_seconds(ttl):
+            raise ConfigurationError(f"ttl must be a number of seconds above 0, not {ttl!r}")
+        for name, value in (("connect_timeout", connect_timeout), ("timeout", timeout)):
+            if not _is_seconds(value):
+                raise ConfigurationError(f"{name} must be a number of seconds above 0")
+        self.prefix = prefix
+        self.ttl = ttl
+        self.connect_timeout = float(connect_timeout)
+        self.timeout = float(timeout)
+        self._redis = module
+        self._down_until = 0.0
+        self._down_reason = ""
+        self._url: str | None = None
+        if isinstance(server, str):
+            self._url = server
+            self._where = _mask_url(server)
+            self._client = self._from_url(module, server)
+            self._owned = True
+        elif isinstance(server, module.Redis):
+            self._client = server
+            self._where = _describe(server.connection_pool)
+            self._owned = False
+        else:
+            raise ConfigurationError(
+                "RedisStore takes a redis://, rediss:// or unix:// URL or a redis.Redis client,"
+                f" not {type(server).__name__}"
+            )
+        settings = self._client.connection_pool.connection_kwargs
+        if settings.get("decode_responses"):
+            raise ConfigurationError(
+                "the Redis client of the cache must give bytes: make it with"
+                " decode_responses=False (the default)"
+            )
+        self._secrets = _secrets(self._url, settings.get("password"), settings.get("ssl_password"))
+
+    def _from_url(self, module: ModuleType, url: str) -> redis.Redis:
+        if not url.startswith(_REDIS_SCHEMES):
+            raise ConfigurationError(
+                f"the Redis URL {self._where!r} must start with redis://, rediss:// or unix://"
+            )
+        try:
+            client: redis.Redis = module.Redis.from_url(
+                url,
+                socket_connect_timeout=self.connect_timeout,
+                socket_timeout=self.timeout,
+                retry=_retry(module),
+            )
+        except (ValueError, TypeError) as exc:
+            text = _scrub(str(exc), _secrets(url))
+            raise ConfigurationError(
+                f"the Redis URL {self._where!r} cannot be used ({text}); give one like"
+                " redis://host:6379/0"
+            ) from None
+        return client
+
+    def _call(self, action: str, work: Callable[[redis.Redis], _T]) -> _T:
+        """Run ``work`` on the client: redis errors come back without the password, and a
+        server that could not be reached is not tried again for a few seconds."""
+        errors = self._redis
+        left = self._down_until - time.monotonic()
+        if left > 0:
+            raise errors.ConnectionError(
+                f"Redis at {self._where} could not be reached a moment ago"
+                f" ({self._down_reason}); it is tried again in {left:.1f} s"
+            )
+        try:
+            return work(self._client)
+        except errors.RedisError as exc:
+            text = _scrub(str(exc), self._secrets)
+            if isinstance(exc, (errors.ConnectionError, errors.TimeoutError)):
+                self._down_reason = text
+                self._down_until = time.monotonic() + self._PAUSE
+            message = f"Redis at {self._where} failed to {action}: {text}"
+            try:
+                error = type(exc)(message)
+            except Exception:  # an error class that wants other arguments
+                error = errors.RedisError(message)
+            raise error from None
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys`` (``None`` where there is none), in one round trip."""
+        if not keys:
+            return []
+        names = [self.prefix + key for key in keys]
+
+        def work(client: redis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for start in range(0, len(names), self._CHUNK):
+                pipe.mget(names[start : start + self._CHUNK])
+            return [value for chunk in pipe.execute() for value in chunk]
+
+        return [None if v is None else bytes(v) for v in self._call("read", work)]
+
+    def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
+        """Keep values (with the store's ``ttl``), in one round trip."""
+        if not key_value_pairs:
+            return
+        pairs = [(self.prefix + key, value) for key, value in key_value_pairs]
+        expiry = None if self.ttl is None else max(1, round(self.ttl * 1000))
+
+        def work(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            if expiry is None:
+                for start in range(0, len(pairs), self._CHUNK):
+                    pipe.mset(dict(pairs[start : start + self._CHUNK]))
+            else:
+                for name, value in pairs:
+                    pipe.set(name, value, px=expiry)
+            pipe.execute()
+
+        self._call("write", work)
+
+    def mdelete(self, keys: Sequence[str]) -> None:
+        """Remove entries (LangChain's ``ByteStore.mdelete``)."""
+        names = [self.prefix + key for key in keys]
+
+        def work(client: redis.Redis) -> None:
+            for start in range(0, len(names), self._CHUNK):
+                client.delete(*names[start : start + self._CHUNK])
+
+        if names:
+            self._call("delete", work)
+
+    def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
+        """The keys of this store's entries (without its ``prefix``), those starting with
+        ``prefix`` if given (LangChain's ``ByteStore.yield_keys``)."""
+        pattern = _glob_escape(self.prefix + (prefix or "")) + "*"
+
+        def page(at: int) -> Callable[[redis.Redis], Any]:
+            return lambda client: client.scan(at, match=pattern, count=1000)
+
+        cursor = 0
+        while True:
+            step = self._call("list keys", page(cursor))
+            cursor, found = int(step[0]), step[1]
+            for name in found:
+                yield bytes(name).decode("utf-8", "surrogateescape")[len(self.prefix) :]
+            if cursor == 0:
+                return
+
+    def close(self) -> None:
+        """Close the connections of a store made from a URL (a client you gave stays open)."""
+        if self._owned:
+            self._client.close()
+
+    def __repr__(self) -> str:
+        ttl = "" if self.ttl is None else f", ttl={self.ttl!r}"
+        return f"RedisStore({self._where!r}, prefix={self.prefix!r}{ttl})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        options = {
+            "prefix": self.prefix,
+            "ttl": self.ttl,
+            "connect_timeout": self.connect_timeout,
+            "timeout": self.timeout,
+        }
+        if self._url is not None:
+            return (_redis_from_url, (self._url, options))
+        pool = self._client.connection_pool
+        simple = (str, bytes, int, float, bool, type(None))
+        settings = {
+            name: value
+            for name, value in pool.connection_kwargs.items()
+            if isinstance(value, simple) and not name.startswith("orig_")
+        }
+        return (_redis_from_settings, (pool.connection_class, settings, options))
+
+
+def _is_seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+def _import_redis() -> ModuleType:
+    try:
+        import redis
+        import redis.backoff
+        import redis.retry
+    except ImportError as exc:
+        raise MissingDependencyError("redis", "redis", "A Redis cache") from exc
+    return redis
+
+
+def _retry(module: ModuleType) -> Any:
+    # One retry on a fresh connection, for a pooled one the server closed; none on a
+    # timeout, which would only double the wait on a silent server.
+    return module.retry.Retry(
+        module.backoff.NoBackoff(), 1, supported_errors=(module.ConnectionError,)
+    )
+
+
+def _redis_from_url(url: str, options: dict[str, Any]) -> RedisStore:
+    return RedisStore(url, **options)
+
+
+def _redis_from_settings(
+    connection_class: type[Any], settings: dict[str, Any], options: dict[str, Any]
+) -> RedisStore:
+    module = _import_redis()
+    settings.setdefault("retry", _retry(module))
+    pool = module.ConnectionPool(connection_class=connection_class, **settings)
+    return RedisStore(module.Redis(connection_pool=pool), **options)
+
+
+def is_redis_url(value: object) -> bool:
+    """Whether a ``cache=`` string names a Redis server rather than a file."""
+    return isinstance(value, str) and value.startswith(_REDIS_SCHEMES)
+
+
+def _mask_url(url: str) -> str:
+    """The URL with its password (in the user part or the query) shown as ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a Redis URL that cannot be parsed>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user_info, _, host = netloc.rpartition("@")
+        user, colon, _ = user_info.partition(":")
+        # a lone user part is masked too: some tools read it as the password
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+    pieces = [piece for piece in parts.query.split("&") if piece]
+    query = "&".join(
+        piece.partition("=")[0] + "=***" if "password" in piece.partition("=")[0].lower() else piece
+        for piece in pieces
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _describe(pool: Any) -> str:
+    """A client's server as a URL, without its password."""
+    settings = pool.connection_kwargs
+    db = settings.get("db", 0)
+    user = settings.get("username") or ""
+    auth = f"{user}:***@" if settings.get("password") else (f"{user}@" if user else "")
+    if "path" in settings:
+        return f"unix://{auth}{settings['path']}?db={db}"
+    scheme = "rediss" if "SSL" in pool.connection_class.__name__ else "redis"
+    host, port = settings.get("host", "localhost"), settings.get("port", 6379)
+    return f"{scheme}://{auth}{host}:{port}/{db}"
+
+
+def _secrets(url: str | None, *passwords: object) -> tuple[str, ...]:
+    """The strings an error message must not show: the passwords, as given and decoded."""
+    found = {password for password in passwords if isinstance(password, str)}
+    if url is not None:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is not None:
+            user_info = parts.netloc.rpartition("@")[0]
+            found.add(user_info.partition(":")[2] if ":" in user_info else user_info)
+            for piece in parts.query.split("&"):
+                name, _, value = piece.partition("=")
+                if "password" in name.lower():
+                    found.add(value)
+    found |= {unquote(s) for s in found}
+    return tuple(sorted((s for s in found if s), key=len, reverse=True))
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 @dataclass(frozen=True)
 class Entry:
     """A cached vector and what it cost when it was made."""
@@ -145,12 +462,14 @@ class Entry:
 class EmbeddingCache:
     """Vectors by content, model and size: a hit sends nothing.
 
-    ``store`` is a path (an :class:`SQLiteStore` there), or any object with
-    ``mget`` / ``mset`` of bytes, such as a LangChain ``ByteStore``.
+    ``store`` is a path (an :class:`SQLiteStore` there), a ``redis://``,
+    ``rediss://`` or ``unix://`` URL (a :class:`RedisStore` on that server), or any
+    object with ``mget`` / ``mset`` of bytes, such as a LangChain ``ByteStore``.
     ``cache_urls``: also keep the vectors of http(s) URLs, for content you
     know does not change behind its URL.
 
     >>> client = Client(cache="~/.cache/tongyi-vision.sqlite")
+    >>> client = Client(cache="redis://127.0.0.1:6379/0")
     >>> client = Client(cache=EmbeddingCache(LocalFileStore("cache/")))
     """
 
@@ -161,12 +480,14 @@ class EmbeddingCache:
         cache_urls: bool = False,
         namespace: str = "tongyi-vision",
     ) -> None:
-        if isinstance(store, (str, os.PathLike)):
+        if is_redis_url(store):
+            store = RedisStore(str(store))
+        elif isinstance(store, (str, os.PathLike)):
             store = SQLiteStore(store)
         if not (callable(getattr(store, "mget", None)) and callable(getattr(store, "mset", None))):
             raise ConfigurationError(
-                "cache must be a path, an EmbeddingCache, or a store with mget and mset "
-                f"(such as a LangChain ByteStore), not {type(store).__name__}"
+                "cache must be a path, a Redis URL, an EmbeddingCache, or a store with mget and "
+                f"mset (such as a LangChain ByteStore), not {type(store).__name__}"
             )
         self.store: CacheStore = store
         self.cache_urls = cache_urls
@@ -233,13 +554,13 @@ def _rebuild(store: CacheStore, cache_urls: bool, namespace: str) -> EmbeddingCa
 
 
 def as_cache(value: object) -> EmbeddingCache | None:
-    """What a ``cache=`` argument names: ``None``, a path, a store, or a cache."""
+    """What a ``cache=`` argument names: ``None``, a path, a Redis URL, a store, or a cache."""
     if value is None or isinstance(value, EmbeddingCache):
         return value
     if isinstance(value, (str, os.PathLike, CacheStore)):
         return EmbeddingCache(value)
     raise ConfigurationError(
-        "cache must be None, a path, an EmbeddingCache, or a store with mget and mset "
+        "cache must be None, a path, a Redis URL, an EmbeddingCache, or a store with mget and mset "
         f"(such as a LangChain ByteStore), not {type(value).__name__}"
     )
 
