@@ -8,21 +8,30 @@ so that the requests in flight never drain between calls (the client's
 rows go to a writer thread, which appends whatever has arrived in one commit
 while the requests go on: a killed run loses at most what was in flight, and a
 re-run sends only what is new, changed or failed before.
+
+With ``--ray`` the same plan is embedded on a Ray cluster (:class:`RayEmbedder`): the
+items travel as rows to a pool of actors (``tongyi_vision.ray``), which read and
+prepare the files, and the rows that come back go to the same writer here.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import logging
 import queue
+import re
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -34,8 +43,9 @@ from ..index.table import ANN_MIN_ROWS, LOCK_FILE, describe_path, load_lancedb
 from ..media.clips import DEFAULT_CLIP_SECONDS
 from ..media.parts import Part
 from ..media.sources import path_from
+from ..wire import errors
 from ..wire.errors import APIError, InputError, TongyiVisionError
-from ..wire.results import ProgressEvent
+from ..wire.results import ProgressEvent, Usage
 from . import common
 from .common import (
     EXIT_API,
@@ -244,6 +254,11 @@ class Embedder:
         self._error: TongyiVisionError | None = None
         self._abandoned = False
 
+    @property
+    def usage(self) -> Usage:
+        """What the run's requests cost (the client's usage)."""
+        return self.client.usage
+
     def embed(self, items: Sequence[Item]) -> EmbedRun:
         """Embed ``items``; raise the failure that ``on_error`` stops at (after saving what
         every call finished)."""
@@ -353,6 +368,189 @@ class Embedder:
             self.reporter.advanced(self._done)
 
 
+class RayEmbedder:
+    """Embeds items on a Ray cluster (``--ray``): the items go to the workers as rows (each
+    item's kind and its text or ``file://`` reference: the workers read and prepare the
+    files), and the rows that come back are handed to ``writer`` batch by batch, here.
+
+    The planning stays in this process (what is new or changed, by id and sha256), and so
+    does the one writer of the index. ``client`` gives the settings the workers' clients
+    are made with (its model, dialect, vector size, base URL, key and rate limit); the run
+    connects to ``address`` (a local Ray when it is ``None``), unless Ray is running here
+    already.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        writer: RowWriter,
+        *,
+        address: str | None = None,
+        max_concurrency: int = 8,
+        on_error: OnError = "skip",
+        batch_size: int = DEFAULT_CHUNK_SIZE,
+        reporter: Reporter | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.address = address
+        self.max_concurrency = max_concurrency
+        self.on_error = on_error
+        self.batch_size = batch_size
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.should_stop = should_stop
+        self.run = EmbedRun()
+        self.usage = Usage()
+        self._error: TongyiVisionError | None = None
+
+    def embed(self, items: Sequence[Item]) -> EmbedRun:
+        """Embed ``items`` on the cluster; raise the failure that ``on_error`` stops at
+        (after handing over every row that came back before it)."""
+        self.reporter.started(len(items))
+        if not items:
+            return self.run
+        from ..ray import embed_dataset
+
+        with _ray_session(self.address) as ray:
+            rows = [
+                {"row": i, "kind": item.kind, "content": item.content}
+                for i, item in enumerate(items)
+            ]
+            actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            results = embed_dataset(
+                ray.data.from_items(rows),
+                column="content",
+                kind_column="kind",
+                on_error="skip",
+                usage_column=_USAGE_COLUMN,
+                concurrency=actors,
+                batch_size=min(self.batch_size, _RAY_BATCH_SIZE),
+                **self._client_options(),
+            )
+            try:
+                self._collect(items, results)
+            except Exception as exc:
+                cause = _tongyi_error(exc)
+                if cause is None:
+                    raise
+                self._error = cause
+        if self._error is not None:
+            raise self._error
+        return self.run
+
+    def _client_options(self) -> dict[str, Any]:
+        client = self.client
+        return {
+            "api_key": client.settings.api_key.get(),
+            "base_url": client.base_url,
+            "model": client.model,
+            "dialect": client.dialect,
+            "dimension": client.settings.dimension,
+            "max_concurrency": self.max_concurrency,
+            "rate_limit": client.rate_limit,
+        }
+
+    def _collect(self, items: Sequence[Item], results: Any) -> None:
+        done = 0
+        for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
+            if self.writer.failed:
+                return
+            if self.should_stop():
+                self.run.stopped = True
+                return
+            positions = batch.column("row").to_pylist()
+            vectors = batch.column("vector").to_pylist()
+            errors = batch.column("error").to_pylist()
+            for record in batch.column(_USAGE_COLUMN).to_pylist():
+                if record is not None:
+                    self.usage = self.usage + Usage(**json.loads(record))
+            rows: list[Row] = []
+            for position, vector, error in zip(positions, vectors, errors, strict=True):
+                item = items[position]
+                if vector is not None:
+                    rows.append(item.row(vector))
+                    self.run.embedded[item.kind] += 1
+                    continue
+                refused = _refusal(error or "", item.id)
+                if self.on_error == "stop":
+                    self.writer.put(rows)
+                    self._error = refused
+                    return
+                self.run.failures.append(Failure(item.id, refused))
+                self.reporter.skipped(self.run.failures[-1])
+            self.writer.put(rows)
+            done += len(positions)
+            self.reporter.advanced(done)
+
+
+# Rows per call of a worker's client: the chunks of a local run are larger, but a cluster
+# shares its work out by batch.
+_RAY_BATCH_SIZE = 256
+_USAGE_COLUMN = "usage"
+
+
+@contextmanager
+def _ray_session(address: str | None) -> Iterator[Any]:
+    """Ray, connected to ``address`` (a local Ray for ``None``) for the run; a Ray running
+    in this process already is used as it is, and left running."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    with warnings.catch_warnings():
+        # LanceDB (imported to plan) warns in each child Ray forks; they exec Ray's programs.
+        warnings.filterwarnings("ignore", "lancedb fork support", RuntimeWarning)
+        ray.init(address=address or None, logging_level=logging.ERROR)
+    try:
+        # The command shows its own progress bar; Ray Data's would write over it.
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+# What the workers say of a refused row: ``Type: 'part': reason`` (see tongyi_vision.ray).
+_REFUSAL = re.compile(r"(?P<type>\w+): (?:(?:'[^']*'|<[^>]*>): )?(?P<reason>.*)", re.DOTALL)
+
+
+def _refusal(text: str, item_id: str) -> TongyiVisionError:
+    """The error of a row the workers refused, as the class they named (an input error
+    names the item, as a local run's does)."""
+    match = _REFUSAL.fullmatch(text)
+    if match is None:
+        return InputError(text or "refused by the workers", part=item_id)
+    named = getattr(errors, match["type"], None)
+    if isinstance(named, type) and issubclass(named, InputError):
+        try:
+            return named(match["reason"], part=item_id)
+        except TypeError:  # a subclass with another constructor
+            return InputError(match["reason"], part=item_id)
+    return TongyiVisionError(f"{item_id}: {text}")
+
+
+def _tongyi_error(exc: BaseException) -> TongyiVisionError | None:
+    """The error of ours that a Ray task failed with, found in the chain Ray wraps it in."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        if isinstance(cause, TongyiVisionError):
+            return cause  # the error itself, rather than Ray's wrapper (whose text is a trace)
+        if isinstance(current, TongyiVisionError):
+            return current
+        todo += [current.__cause__, current.__context__]
+        if isinstance(cause, BaseException):
+            todo.append(cause)
+    return None
+
+
 def named_input_error(exc: InputError, name: str) -> InputError:
     """``exc`` (same class, same reason) naming ``name`` in full instead of a part number."""
     try:
@@ -424,6 +622,8 @@ def run_embed(args: argparse.Namespace) -> int:
     """The ``embed`` command; returns its exit code."""
     out: Path = args.out
     load_lancedb()  # a missing `index` extra is said before anything is made, read or sent
+    if getattr(args, "ray", None) is not None:
+        import_module("tongyi_vision.ray")  # and a missing `ray` extra
     before = check_out(out)
     # The lock first: a second run on this index is refused before anything is read or sent.
     lock = WriteLock(out)
@@ -504,14 +704,27 @@ def _embed_into(args: argparse.Namespace, table: IndexTable | None) -> int:
             )
         writer = RowWriter(table, stale)
         with graceful_interrupt() as should_stop:
-            embedder = Embedder(
-                client,
-                writer,
-                on_error=args.on_error,
-                chunk_size=args.chunk_size,
-                reporter=reporter,
-                should_stop=should_stop,
-            )
+            embedder: Embedder | RayEmbedder
+            if getattr(args, "ray", None) is not None:
+                embedder = RayEmbedder(
+                    client,
+                    writer,
+                    address=args.ray or None,
+                    max_concurrency=args.max_concurrency,
+                    on_error=args.on_error,
+                    batch_size=args.chunk_size,
+                    reporter=reporter,
+                    should_stop=should_stop,
+                )
+            else:
+                embedder = Embedder(
+                    client,
+                    writer,
+                    on_error=args.on_error,
+                    chunk_size=args.chunk_size,
+                    reporter=reporter,
+                    should_stop=should_stop,
+                )
             embedder.run.already_done = already
             finished = False
             try:
@@ -529,7 +742,7 @@ def _embed_into(args: argparse.Namespace, table: IndexTable | None) -> int:
                 finally:
                     failures = collected.failures + run.failures
                     _print_summary(out, run, failures, collected.ignored, writer)
-                    print_usage(client.usage)
+                    print_usage(embedder.usage)
     if run.stopped:
         fail(INTERRUPTED)
         return EXIT_INTERRUPTED
