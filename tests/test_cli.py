@@ -52,7 +52,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("demo", "embed", "search", "index", "export", "import", "serve"):
+    for command in ("demo", "embed", "search", "index", "export", "import", "serve", "ui"):
         assert command in out
     assert "exit codes" in out
 

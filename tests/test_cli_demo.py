@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 
 from tongyi_vision.cli import build_parser
 from tongyi_vision.cli import demo as _demo
+from tongyi_vision.cli.ui import key_in_environment
 from tongyi_vision.samples import SAMPLE_IMAGES, SAMPLE_TEXTS, image_bytes, write_sample_images
 from tongyi_vision.wire.formats import sniff_image_format
 
@@ -48,7 +49,7 @@ def test_a_dashscope_key_alone_selects_the_dashscope_dialect(
 def test_empty_keys_count_as_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMPIRIOLABS_API_KEY", "")
     monkeypatch.setenv("DASHSCOPE_API_KEY", "")
-    assert _demo._key_in_environment() is None
+    assert key_in_environment() is None
 
 
 def test_samples_are_distinct_images_in_the_formats_their_names_say(tmp_path: Path) -> None:

@@ -174,6 +174,8 @@ PUBLIC_MODULES = (
     "tongyi_vision.llama_index",
     "tongyi_vision.emulator",
     "tongyi_vision.samples",
+    "tongyi_vision.ui",
+    "tongyi_vision.ray",
 )
 
 

@@ -1,5 +1,5 @@
 """The ``tongyi-vision`` command: ``demo``, ``embed``, ``search``, ``index``, ``export``,
-``import`` and ``serve``.
+``import``, ``ui`` and ``serve``.
 
 Exit codes: 0 success, 1 any other failure, 2 usage error, 3 input error (a
 missing or unreadable file, a refused part, a bad index), 4 API error, 5
@@ -40,6 +40,7 @@ from .demo import run_demo
 from .embed import DEFAULT_CHUNK_SIZE, INTERRUPTED, run_embed
 from .search import check_search, run_search
 from .transfer import check_export, run_export, run_import, run_index
+from .ui import DEFAULT_PORT, check_ui, run_ui
 
 EPILOG = """\
 exit codes: 0 ok, 2 usage error, 3 input error, 4 API error, 5 configuration error
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the bundled emulator even when an API key is set",
     )
     demo.add_argument("--no-video", action="store_true", help="leave the sample video out")
+    demo.add_argument(
+        "--ui",
+        action="store_true",
+        help="index the samples and serve them in the search page instead (prints its URL)",
+    )
+    _add_page_options(demo)
+    demo.set_defaults(check=check_ui, subparser=demo)
 
     embed = _command(
         commands,
@@ -130,6 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_ANN_THRESHOLD:,}, at least {ANN_MIN_ROWS:,}; 0: never)",
     )
     embed.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    embed.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="embed on a Ray cluster (ray.init(address=ADDRESS); without ADDRESS a local Ray): "
+        "the workers read and prepare the files, this process plans and writes the index. "
+        "On several machines the paths must be readable on every node. Needs the ray extra: "
+        "pip install 'tongyi-vision[ray]'",
+    )
 
     search = _command(
         commands,
@@ -205,6 +224,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_.set_defaults(handler=run_import)
 
+    ui = _command(
+        commands,
+        "ui",
+        run_ui,
+        index_settings=True,
+        help="serve a local web page to search an index by text, image or video",
+        description="Serve a page on 127.0.0.1 to search an index made by `embed`: type a "
+        "text, drop a picture or choose a video, filter by kind, look at the results "
+        "(thumbnails, clips that play from their time, texts) and find more like any of them. "
+        "Prints the URL first; opens no browser. Without an API key (and no --base-url) "
+        "queries go to the bundled emulator. Needs the ui extra: pip install "
+        "'tongyi-vision[ui]'.",
+    )
+    ui.add_argument("index", type=Path, metavar="INDEX", help="an index made by `embed`")
+    ui.add_argument(
+        "-k",
+        type=_positive_int,
+        default=12,
+        metavar="N",
+        help="how many results the page shows at first (default 12, at most 200)",
+    )
+    ui.add_argument(
+        "--thumbnails",
+        type=Path,
+        metavar="DIR",
+        help="where thumbnails are kept (default: ~/.cache/tongyi-vision/thumbnails, or "
+        "$XDG_CACHE_HOME/tongyi-vision/thumbnails)",
+    )
+    _add_page_options(ui)
+    ui.set_defaults(check=check_ui, subparser=ui)
+
     commands.add_parser(
         "serve",
         help="run the API emulator (see `tongyi-vision serve --help`)",
@@ -276,6 +326,25 @@ def _add_client_options(
         type=_positive_int,
         metavar="N",
         help="your account's tokens per minute for the model (default: unknown)",
+    )
+
+
+def _add_page_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("page")
+    group.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        metavar="N",
+        help=f"the port to listen on (default {DEFAULT_PORT}; 0: any free port)",
+    )
+    group.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address to listen on (default 127.0.0.1: this machine only; another "
+        "address makes the page, the index's files and your key's quota reachable from "
+        "other machines)",
     )
 
 

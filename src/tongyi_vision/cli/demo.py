@@ -2,7 +2,9 @@
 LlamaIndex, against the live API when a key is set and the bundled emulator otherwise.
 
 Everything the demo shows is made on the spot (see :mod:`tongyi_vision.samples`)
-in a temporary folder that is removed at the end.
+in a temporary folder that is removed at the end. With ``--ui`` the samples are
+indexed with ``tongyi-vision embed`` instead and served in the search page
+(see :mod:`tongyi_vision.cli.ui`) until it is stopped.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from ..samples import (
     image_bytes,
     sample_image,
     write_sample_images,
+    write_sample_texts,
 )
 from ..wire.results import Usage
+from .ui import key_in_environment as _key_in_environment
 
 DEMO_KEY = "demo-key"
 # A picture of the red circle taken again: smaller and re-encoded as JPEG. Image-to-image
@@ -68,14 +72,6 @@ class Report:
 
     def say(self, line: str = "") -> None:
         print(line, flush=True)
-
-
-def _key_in_environment() -> str | None:
-    """The variable holding an API key, if any (an empty value counts as unset)."""
-    for name in ("EMPIRIOLABS_API_KEY", "DASHSCOPE_API_KEY"):
-        if os.environ.get(name):
-            return name
-    return None
 
 
 @contextlib.contextmanager
@@ -375,6 +371,8 @@ def _usage_line(name: str, usage: Usage) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code (0). Errors propagate to the command's handler."""
+    if getattr(args, "ui", False):
+        return _run_demo_page(args)
     started = time.monotonic()
     report = Report()
     with (
@@ -414,3 +412,87 @@ def run_demo(args: argparse.Namespace) -> int:
             )
     report.say(f"done in {time.monotonic() - started:.1f} s")
     return 0
+
+
+# --- demo --ui: the samples in the search page ---
+
+
+def _run_demo_page(args: argparse.Namespace) -> int:
+    """Index the samples with ``tongyi-vision embed`` and serve them in the search page until
+    stopped; the URL is the first line of stdout, everything else goes to stderr."""
+    from ..index import IndexTable
+    from ..ui import require_web
+    from .ui import say, search_service, serve_index
+
+    require_web()  # before the samples are drawn and paid for
+
+    with (
+        tempfile.TemporaryDirectory(prefix="tongyi-vision-demo-") as tmp,
+        _backend(args) as backend,
+    ):
+        folder = Path(tmp)
+        say(f"backend: {backend.description}")
+        samples = _make_samples(folder, with_video=not args.no_video)
+        texts = folder / "texts"
+        write_sample_texts(texts)
+        index = folder / "demo.index"
+        say(f"samples drawn in {tmp} (removed at the end); indexing them with tongyi-vision embed")
+        paths = [folder / "images", texts] + ([samples.video] if samples.video else [])
+        code = _embed_samples(args, backend, paths, index)
+        if code != 0:
+            return code
+        table = IndexTable.open(index, consistent=True)
+        with search_service(
+            args,
+            table.info,
+            api_key=backend.api_key,
+            base_url=backend.base_url,
+            emulated=backend.emulated,
+            description=backend.description,
+        ) as service:
+            notes = [
+                f"try: drop {samples.query_image} on the page (the red circle again, smaller, "
+                "as JPEG): its twin comes first"
+            ]
+            if backend.emulated:
+                notes.append(
+                    "the emulator's vectors are NOT semantic: image-to-image and text-to-text "
+                    "rankings are meaningful, text-to-image ones are not"
+                )
+            if samples.video_note:
+                notes.append(samples.video_note)
+            return serve_index(
+                table,
+                service,
+                host=args.host,
+                port=args.port,
+                k=12,
+                thumbnails=folder / "thumbnails",
+                notes=notes,
+            )
+
+
+def _embed_samples(
+    args: argparse.Namespace, backend: Backend, paths: Sequence[Path], index: Path
+) -> int:
+    """``tongyi-vision embed PATHS --out INDEX`` in a process of its own (its report on
+    stderr), with the backend's URL and key; returns its exit code."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "tongyi_vision", "embed", *map(str, paths)]
+    command += ["--out", str(index), "--clip-seconds", f"{CLIP_SECONDS:g}", "--no-progress"]
+    for flag, value in (
+        ("--model", args.model),
+        ("--dimension", args.dimension),
+        ("--dialect", backend.dialect),
+        ("--base-url", backend.base_url),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
+    env = dict(os.environ)
+    if backend.api_key is not None:
+        # The emulator's key, for this one run (a live key stays where the user put it).
+        env.update(EMPIRIOLABS_API_KEY=backend.api_key, DASHSCOPE_API_KEY=backend.api_key)
+    done = subprocess.run(command, env=env, stdout=sys.stderr, check=False)
+    return done.returncode
