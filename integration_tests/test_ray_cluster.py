@@ -61,9 +61,8 @@ def cluster() -> Iterator[str]:
         object_store_memory=300 * 1024 * 1024,
         log_to_driver=False,
     )
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # rows come back in the input's order
-    context.enable_progress_bars = False
+    # No preserve_order here: embed_dataset keeps the input's order by itself.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     try:
         yield str(ray.get_runtime_context().gcs_address)
     finally:

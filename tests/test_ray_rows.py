@@ -97,9 +97,20 @@ def test_bytes_are_told_by_their_first_bytes() -> None:
     assert isinstance(image, Image) and isinstance(video, Video)
     assert isinstance(row_part(bytearray(png_bytes())), Image)
     with pytest.raises(UnsupportedMediaError, match="neither an image nor a video"):
-        row_part(b"plain words, not a picture")
+        row_part(b"\xff\xfe\x00 not text, not a picture")
     with pytest.raises(EmptyInputError):
         row_part(b"")
+
+
+def test_text_stored_as_bytes_is_read_as_the_string_it_spells(tmp_path: Path) -> None:
+    # A column of texts, paths and image bytes reaches the workers as binary.
+    picture = tmp_path / "cat.png"
+    picture.write_bytes(png_bytes())
+    assert row_part(b"plain words, not a picture") == "plain words, not a picture"
+    assert row_part("caf\u00e9 au lait".encode()) == "caf\u00e9 au lait"
+    as_path = row_part(str(picture).encode())
+    assert isinstance(as_path, Image) and str(as_path.source).endswith(str(picture))
+    assert row_part(b"a text", "text") == "a text"
 
 
 def test_numpy_pictures_become_images_encoded_on_the_worker() -> None:

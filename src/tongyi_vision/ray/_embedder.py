@@ -194,6 +194,7 @@ def embed_dataset(
     num_cpus: float | None = None,
     rate_limit: RateLimit | None = None,
     usage_column: str | None = None,
+    preserve_order: bool = True,
     **client_options: Any,
 ) -> Any:
     """``ds`` with a ``vector`` column: the rows of ``column`` embedded by a pool of
@@ -222,11 +223,13 @@ def embed_dataset(
       driver, rather than in every actor. Without ``api_key``, each worker reads the key
       from its environment.
 
+    - ``preserve_order``: rows come back in the input's order (the default; set on this
+      dataset's own context and the ones made from it). ``False`` lets Ray hand back each
+      batch as soon as it is done, which keeps every worker busy when batches take uneven
+      times; each row carries its own vector either way.
+
     A batch that fails raises, where the dataset is consumed, the client's error (Ray's
     ``RayTaskError`` that is also an instance of it: ``except AuthenticationError`` works).
-    Rows come back in the order Ray gives them; set
-    ``DataContext.get_current().execution_options.preserve_order = True`` to keep the
-    input's order. Each row carries its own vector, whatever the order.
     """
     ray = load_ray("embed_dataset")
     if not ray.is_initialized():
@@ -261,6 +264,8 @@ def embed_dataset(
     # A failed batch raises the client's own error (an AuthenticationError, ...), not Ray's
     # UserCodeException that forgets it; the datasets made from this one inherit it.
     embedded.context.raise_original_map_exception = True
+    if preserve_order:
+        embedded.context.execution_options.preserve_order = True
     return embedded
 
 

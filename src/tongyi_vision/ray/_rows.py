@@ -56,7 +56,9 @@ def row_part(value: object, kind: RowKind = "auto", *, auto_fit: bool = True) ->
       (``photos/cat.jpg``, ``/videos/talk.mp4#t=10,20``) is that medium; an http(s)
       URL is a video when its path ends like one (``.mp4``, ...), else an image;
       anything else is text;
-    - bytes are an image or a video, as their first bytes say;
+    - bytes are an image or a video, as their first bytes say; bytes that are neither but
+      are UTF-8 text are read as that ``str`` (a column mixing texts or paths with image
+      bytes reaches the workers as binary: Arrow stores the strings as bytes);
     - a numpy array (``ray.data.read_images``: height x width [x channels], uint8) or
       a PIL image is an image;
     - a dict is a content block (``{"type": "image", "url": ...}``);
@@ -70,6 +72,8 @@ def row_part(value: object, kind: RowKind = "auto", *, auto_fit: bool = True) ->
     if isinstance(value, (Image, Video, MultiImage, Fused)):
         return value
     if kind == "text":
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            value = _text_of(bytes(value)) or value
         if not isinstance(value, str):
             raise InputError(f"kind 'text' takes strings, not {_type_name(value)}")
         return value
@@ -134,7 +138,7 @@ def pil_of(array: Any) -> Any:
     return pil.fromarray(array)
 
 
-def _bytes_part(data: bytes, kind: RowKind, auto_fit: bool) -> Image | Video:
+def _bytes_part(data: bytes, kind: RowKind, auto_fit: bool) -> Part:
     if not data:
         raise EmptyInputError("the row's bytes are empty")
     if kind == "image":
@@ -146,10 +150,22 @@ def _bytes_part(data: bytes, kind: RowKind, auto_fit: bool) -> Image | Video:
         return Image(data, auto_fit=auto_fit)
     if sniff_video_format(head) is not None:
         return Video(data)
+    text = _text_of(data)
+    if text is not None:
+        return row_part(text, "auto", auto_fit=auto_fit)
     raise UnsupportedMediaError(
         f"the row's {len(data):,} bytes are neither an image nor a video (their first bytes "
         "match no known format); give kind='text' for text, or decode them first"
     )
+
+
+def _text_of(data: bytes) -> str | None:
+    """``data`` as text if it is UTF-8 with no NUL character, else ``None``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text else text
 
 
 def _url_suffix(url: str) -> str:
