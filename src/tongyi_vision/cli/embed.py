@@ -496,13 +496,15 @@ def _ray_session(address: str | None) -> Iterator[Any]:
     in this process already is used as it is, and left running."""
     import ray
 
+    from ..ray import start_ray
+
     if ray.is_initialized():
         yield ray
         return
     with warnings.catch_warnings():
         # LanceDB (imported to plan) warns in each child Ray forks; they exec Ray's programs.
         warnings.filterwarnings("ignore", "lancedb fork support", RuntimeWarning)
-        ray.init(address=address or None, logging_level=logging.ERROR)
+        start_ray(ray, address, logging_level=logging.ERROR)
     try:
         # The command shows its own progress bar; Ray Data's would write over it.
         ray.data.DataContext.get_current().enable_progress_bars = False

@@ -42,6 +42,7 @@ from ._embedder import (
 )
 from ._limit import DEFAULT_NAME, DEFAULT_NAMESPACE, SharedRateLimit
 from ._rows import row_part
+from ._session import start_ray
 from ._write import IndexWrite, write_index
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "TongyiVisionEmbedder",
     "embed_dataset",
     "row_part",
+    "start_ray",
     "write_index",
 ]
 

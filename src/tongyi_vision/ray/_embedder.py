@@ -32,7 +32,7 @@ from ._batches import (
 )
 from ._limit import DEFAULT_NAME, SharedRateLimit
 from ._rows import RowKind, check_kind, row_part
-from ._session import load_ray
+from ._session import load_ray, start_ray
 
 OnError = Literal["raise", "skip"]
 VECTOR_COLUMN = "vector"
@@ -233,7 +233,7 @@ def embed_dataset(
     """
     ray = load_ray("embed_dataset")
     if not ray.is_initialized():
-        ray.init()  # as the dataset would when it runs: the pool is sized by the cluster
+        start_ray(ray)  # as the dataset would when it runs: the pool is sized by the cluster
     pool = _pool_size(concurrency)
     check_kind(kind)
     _check_on_error(on_error)
