@@ -1,5 +1,11 @@
-"""Each 429 backs off on the limit it names: requests and surges on request concurrency,
-tokens on the tokens in flight and a pause of the whole client, never on concurrency."""
+"""While no rate meters a client, each 429 backs off on the limit it names: requests and
+surges on request concurrency, tokens on the tokens in flight and a pause of the whole
+client, never on concurrency.
+
+That is what a client does when its learner has nothing to learn a rate from (no request
+admitted in the seconds before the 429s). Here the learner is kept out of the way so that
+these tests pin that back-off whatever the threads' order; how a learned pace takes over
+is tested in ``test_learned_limit.py``."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from tests._core_fakes import KEY, FakeService, Seen, error_response, permits_of
 from tongyi_vision import AsyncClient, Client, RateLimitError
 from tongyi_vision.engine import permits as permits_module
 from tongyi_vision.engine.permits import SURGE_SPREAD, PermitState
+from tongyi_vision.engine.ratelimit import RateLearner
 
 HOLD_SECONDS = 10  # only reached if the client fails to overlap requests: the test then fails
 REAL_SLEEP = 0.05
@@ -51,6 +58,12 @@ class Clock:
     async def asleep(self, seconds: float) -> None:
         await asyncio.sleep(REAL_SLEEP)
         self._advance(seconds)
+
+
+@pytest.fixture(autouse=True)
+def nothing_to_learn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No learned pace: the client backs off as it does with nothing to learn from."""
+    monkeypatch.setattr(RateLearner, "refused", lambda *arguments: False)
 
 
 @pytest.fixture

@@ -20,10 +20,12 @@ def _answer(request: httpx.Request) -> httpx.Response:
 
 
 def _throttle_first(text: str, seen: list[str]) -> httpx.Response | None:
+    # A 503, not a 429: any backoff frees the permit, and a 429 would also start a learned
+    # pace (test_learned_limit.py), whose waits go through the same stubbed sleep.
     seen.append(text)
     if text == "a" and seen.count("a") == 1:
         return httpx.Response(
-            429, headers={"retry-after": "1"}, json={"error": {"message": "slow"}}
+            503, headers={"retry-after": "1"}, json={"error": {"message": "busy"}}
         )
     return None
 

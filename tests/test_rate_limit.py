@@ -18,7 +18,13 @@ from tests._core_fakes import FakeService, error_response, text_vector
 from tongyi_vision import AsyncClient, Client, ConfigurationError, RateLimit, RateLimitError
 from tongyi_vision.engine.permits import PermitState
 from tongyi_vision.engine.planner import Limits, Plan, dedupe, pack
-from tongyi_vision.engine.ratelimit import Slot
+from tongyi_vision.engine.ratelimit import (
+    MARGIN_EASE,
+    MARGIN_MOST,
+    MARGIN_STEP,
+    TOKEN_SLACK,
+    Slot,
+)
 from tongyi_vision.engine.scheduler import Call, RequestSettings, RetryPolicy, Send, Sleep
 from tongyi_vision.media.prepared import prepare_text
 
@@ -71,10 +77,10 @@ def test_tokens_are_charged_before_sending_and_corrected_after() -> None:
     rate = 100 * (1 - limit.headroom)
     first = limit.reserve(20)
     second = limit.reserve(20)
-    assert second.time - first.time == pytest.approx(20 / rate)
+    assert second.time - first.time == pytest.approx(20 / rate - TOKEN_SLACK)
     limit.settle(second, 40)  # the answer billed twice the estimate
     third = limit.reserve(10)
-    assert third.time - second.time == pytest.approx(40 / rate)
+    assert third.time - second.time == pytest.approx(40 / rate - TOKEN_SLACK)
     limit.settle(third, 0)  # refused: nothing billed, the next goes sooner than 10 tokens say
     fourth = limit.reserve(10)
     assert fourth.time == pytest.approx(third.time)
@@ -96,17 +102,55 @@ def test_a_request_larger_than_a_second_of_tokens_is_slowed_not_refused() -> Non
     assert small.time < big.time < after.time
 
 
-def test_a_cool_down_moves_every_slot_not_yet_due_keeping_their_spacing() -> None:
+def test_a_cool_down_moves_every_slot_not_yet_due_and_widens_the_margin() -> None:
     limit, clock = limiter(requests_per_minute=600)
     slots = [limit.reserve() for _ in range(4)]
-    before = gaps(slots)
+    first = slots[0].time
     limit.cool_down(5.0)
-    assert slots[0].time == slots[0].time  # the one due now has gone already
+    assert slots[0].time == first  # the one due now has gone already
     assert min(s.time for s in slots[1:]) == pytest.approx(clock.now + 5.0)
-    assert gaps(slots[1:]) == pytest.approx(before[1:])
+    # the others come back one after another, spaced as the wider margin spaces them
+    assert limit.margin == pytest.approx(limit.headroom + MARGIN_STEP)
+    assert gaps(slots[1:]) == pytest.approx([60 / (600 * (1 - limit.margin))] * 2)
     assert limit.reserve().time > slots[-1].time
     limit.cool_down(1.0)  # a shorter one moves nothing
     assert min(s.time for s in slots[1:]) == pytest.approx(clock.now + 5.0)
+    assert limit.margin == pytest.approx(limit.headroom + MARGIN_STEP)  # once a second
+
+
+def test_the_margin_eases_back_to_the_headroom_and_never_passes_the_limit() -> None:
+    limit, clock = limiter(requests_per_minute=600)
+    for _ in range(20):  # a 429 every second: the margin grows to its most, no further
+        clock.now += 1.0
+        limit.cool_down(0.0)
+    assert limit.margin == pytest.approx(MARGIN_MOST)
+    clock.now += (MARGIN_MOST - limit.headroom) / MARGIN_EASE / 2
+    assert limit.margin == pytest.approx((MARGIN_MOST + limit.headroom) / 2)
+    clock.now += 3600
+    assert limit.margin == pytest.approx(limit.headroom)  # never less than it was given
+    # however it moved, no second ever held more than the limit allows
+    slots = [limit.reserve() for _ in range(50)]
+    times = [s.time for s in slots]
+    for start in times:
+        assert sum(1 for t in times if start <= t < start + 1.0) <= 10
+
+
+def test_a_fractional_rate_a_second_is_a_whole_number_of_requests_per_span() -> None:
+    # 1,000 a minute is 16.7 a second: 17 in 1.02 s (as the service counts it), not 16 in 1 s
+    limit, _ = limiter(requests_per_minute=1000, headroom=0.0)
+    slots = [limit.reserve() for _ in range(60)]
+    assert slots[-1].time - slots[0].time == pytest.approx(59 * 60 / 1000)
+
+
+def test_token_spacing_may_catch_up_within_the_windows() -> None:
+    limit, _ = limiter(tokens_per_minute=60_000, headroom=0.0)  # 1,000 a second
+    big = limit.reserve(900)
+    small = limit.reserve(50)
+    # spacing alone would hold the small one 0.9 s; the slack lets it go a little sooner,
+    # and the window still keeps the second under 1,000 tokens
+    assert small.time - big.time == pytest.approx(0.9 - TOKEN_SLACK)
+    late = limit.reserve(100)
+    assert late.time >= big.time + 1.0
 
 
 @pytest.mark.parametrize(
@@ -207,19 +251,24 @@ def test_a_sync_and_an_async_client_share_one_budget() -> None:
 # --- the client cools down after a 429 -------------------------------------------------------
 
 
-def test_with_a_rate_limit_a_requests_429_pauses_the_whole_client() -> None:
-    cooled = PermitState(8, cool_down=True)
+@pytest.mark.parametrize("verdict", ["throttled", "surge", "tokens"])
+def test_a_paced_429_pauses_the_whole_client_and_leaves_concurrency_alone(verdict: str) -> None:
+    cooled = PermitState(8)
     epoch = cooled.take(False)
     cooled.take(False)
-    backoff = cooled.give_back(epoch, "throttled", seconds=30.0)
-    assert backoff.pause is not None
+    grant = cooled.admit(10, passed=0)
+    assert grant is not None
+    backoff = cooled.give_back(epoch, verdict, grant.tokens, seconds=30.0, paced=True)  # type: ignore[arg-type]
+    assert backoff.pause is not None and backoff.spread == 0
+    assert cooled.limit == 8 and cooled.tokens.limit is None  # a limiter meters the rate
     held = cooled.admit(10, passed=0)  # another request of the client is held back...
     assert held is not None and held.tokens is None and held.wait > 29
     assert cooled.admit(10, passed=backoff.pause) is not None  # ...not the refused one
 
-    plain = PermitState(8)  # no rate limit: today's behaviour, no pause
+    plain = PermitState(8)  # nothing meters the rate: concurrency backs off, no pause
     epoch = plain.take(False)
     assert plain.give_back(epoch, "throttled", seconds=30.0).pause is None
+    assert plain.limit == 4
     granted = plain.admit(10, passed=0)
     assert granted is not None and granted.tokens is not None
 

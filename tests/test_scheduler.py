@@ -119,7 +119,7 @@ def test_a_429_backs_off_as_the_server_says_then_succeeds() -> None:
     assert batch is not None
     effects, verdict = play(call, batch, [lambda _: error(429, **{"retry-after": "2"}), answer])
     sleeps = [e for e in effects if isinstance(e, Sleep)]
-    assert sleeps == [Sleep(2.0, throttled=True)]
+    assert sleeps == [Sleep(2.0, throttled=True, told=2.0)]  # the wait the server asked for
     assert verdict == "succeeded"
     assert (call.usage.requests, call.usage.retries) == (2, 1)
 

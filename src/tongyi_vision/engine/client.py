@@ -50,12 +50,12 @@ from ..wire.limits import (
 from ..wire.results import EmbedResult, ProgressEvent, Usage, Vector
 from .cache import CacheStore, EmbeddingCache, Entry, as_cache, as_float32
 from .config import REGION_URLS, Settings, resolve_settings, unsupported_parameter
-from .drivers import run_on_tasks, run_on_threads
+from .drivers import Pacing, run_on_tasks, run_on_threads
 from .permits import AsyncPermits, ThreadPermits
 from .pieces import LONG_TEXT_MODES, LongText, Pieces
 from .planner import Limits, Plan, dedupe, pack
 from .progress import ProgressBar, ProgressCallback
-from .ratelimit import RateLimit
+from .ratelimit import RateLearner, RateLimit
 from .scheduler import (
     DEFAULT_MAX_RATE_LIMIT_WAIT,
     Call,
@@ -145,6 +145,10 @@ class _BaseClient(Generic[HTTP]):
                 f"max_rate_limit_wait must be seconds >= 0, not {max_rate_limit_wait!r}"
             )
         self.rate_limit = rate_limit
+        # What this client learns of the account's limits from 429s (its own, whichever
+        # threads and event loops it runs on); nothing paces it before a 429.
+        self._learner = RateLearner(rate_limit)
+        self._pacing = Pacing(rate_limit, self._learner)
         self.max_rate_limit_wait = float(max_rate_limit_wait)
         self.long_text: LongText = long_text
         self.cache = as_cache(cache)
@@ -717,15 +721,19 @@ class Client(_BaseClient[httpx.Client]):
     - ``rate_limit``: a :class:`RateLimit` (requests and tokens per minute of the account),
       shared by every client given the same object: requests are let out evenly within
       it, and a 429 that comes anyway pauses the whole client until its ``Retry-After``.
+      Without one, nothing is paced until a 429; then the client paces itself at a rate
+      it learns from the 429s (its own, shared by its threads and event loops).
     - ``max_rate_limit_wait``: seconds (default 300) a request may wait out 429s without
       using up ``max_retries`` (with ``rate_limit``, or while other requests of the call
       succeed); past it, 429s count as retries. ``max_retries`` still bounds other errors.
     - ``max_parts_per_request`` (default 20), ``max_request_bytes`` and
       ``max_request_tokens`` (estimated tokens; default 20,480): how requests are packed.
     - ``auto_fit``: re-encode images that break the limits (needs Pillow).
-    - ``cache``: an :class:`EmbeddingCache`, a path (an SQLite file), or a store with
-      ``mget``/``mset`` (a LangChain ``ByteStore``): content embedded before, by this
-      model at this size, is served from it and not sent (``usage.cached``).
+    - ``cache``: an :class:`EmbeddingCache`, a path (an SQLite file), a Redis URL
+      (``redis://``, ``rediss://`` or ``unix://``: a :class:`RedisStore`, shared by
+      processes and machines), or a store with ``mget``/``mset`` (a LangChain
+      ``ByteStore``): content embedded before, by this model at this size, is served
+      from it and not sent (``usage.cached``).
     - ``long_text``: a text over the 1,024-token limit is embedded in pieces whose
       vectors are averaged (``"split"``, the default), cut to its longest start within
       the limit (``"truncate"``), or refused with :class:`TextTooLongError` (``"error"``).
@@ -741,7 +749,7 @@ class Client(_BaseClient[httpx.Client]):
         self._http_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
         # One set of permits for every call of this client: the concurrency limit is client-wide.
-        self._permits = ThreadPermits(self.max_concurrency, self.rate_limit is not None)
+        self._permits = ThreadPermits(self.max_concurrency)
 
     @overload
     def embed(
@@ -806,7 +814,7 @@ class Client(_BaseClient[httpx.Client]):
                 self._send,
                 self._sleep,
                 started.workers(self.max_concurrency),
-                self.rate_limit,
+                self._pacing,
             )
         finally:
             started.bar.close()
@@ -966,7 +974,7 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
                     )
 
                 await run_on_tasks(
-                    started.call, pool.permits, send, self._sleep, workers, self.rate_limit
+                    started.call, pool.permits, send, self._sleep, workers, self._pacing
                 )
         finally:
             started.bar.close()
@@ -1006,9 +1014,7 @@ class AsyncClient(_BaseClient[httpx.AsyncClient]):
             http = self._given_http or httpx.AsyncClient(
                 timeout=self.timeout, limits=self._http_limits
             )
-            pool = self._pools[loop] = _LoopPool(
-                http, AsyncPermits(self.max_concurrency, self.rate_limit is not None)
-            )
+            pool = self._pools[loop] = _LoopPool(http, AsyncPermits(self.max_concurrency))
         if self._given_http is None:
             # Started on this loop, the generator is finalised by loop.shutdown_asyncgens(),
             # which asyncio.run() calls before closing the loop: the connections close in time.

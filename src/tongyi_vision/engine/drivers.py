@@ -4,9 +4,11 @@
 What a worker does is written once, as the generator :func:`worker`: take a
 permit, take a batch, run the batch's flow of effects (:mod:`.scheduler`),
 reserve the request's estimated tokens before each attempt is sent (waiting out
-a token pause without a permit) and, with a :class:`~.ratelimit.RateLimit`, wait for
-the request's slot (holding its permit, so that no more requests wait for slots than may
-be in flight), give the permit back while a backoff is waited
+a token pause without a permit), wait for the attempt's slots (holding its
+permit, so that no more requests wait for slots than may be in flight): in the
+client's learned pace once it has one (:class:`~.ratelimit.RateLearner`), then in
+the :class:`~.ratelimit.RateLimit` it was given, if any; note the attempt going
+(the learner measures from that), give the permit back while a backoff is waited
 out and take one again (ahead of new requests) when it is over, and give it back
 at the end, also when the worker is interrupted. It yields *operations*; the two
 drivers below only perform them, each in its own way (a blocking call, an
@@ -26,7 +28,7 @@ import httpx
 from ..wire.errors import InputError
 from .permits import AsyncPermits, ThreadPermits, Tokens, Verdict
 from .planner import Batch
-from .ratelimit import RateLimit, Slot
+from .ratelimit import RateLearner, RateLimit, Sent, Slot
 from .scheduler import Call, Load, Send, Sleep
 
 
@@ -48,13 +50,15 @@ class Admit:
 
 @dataclass(frozen=True)
 class Release:
-    """Give a permit back, saying how its attempt ended, with the tokens it reserved and
-    the backoff it now waits (``seconds``). Answered with a :class:`~.permits.Backoff`."""
+    """Give a permit back, saying how its attempt ended, with the tokens it reserved, the
+    backoff it now waits (``seconds``) and whether a limiter has taken its 429 in
+    (``paced``). Answered with a :class:`~.permits.Backoff`."""
 
     epoch: int
     verdict: Verdict
     tokens: Tokens | None = None
     seconds: float = 0.0
+    paced: bool = False
 
 
 Operation = Acquire | Admit | Release | Load | Send | Sleep
@@ -64,20 +68,32 @@ Worker = Generator[Operation, Any, None]
 @dataclass
 class _Place:
     """What a worker holds: a permit of ``epoch`` while ``held``, the tokens reserved for
-    the attempt in flight, the last token pause it has waited out, and the rate limit's
-    slot of the attempt in flight."""
+    the attempt in flight, the last token pause it has waited out, and the attempt in
+    flight's slots (of the rate limit, of the learned pace) and record (``sent``)."""
 
     epoch: int
     held: bool = True
     tokens: Tokens | None = None
     passed: int = 0
     slot: Slot | None = None
+    paced: Slot | None = None
+    sent: Sent | None = None
 
 
-def worker(call: Call, limiter: RateLimit | None = None) -> Worker:
+@dataclass(frozen=True)
+class Pacing:
+    """What meters a client's rate: the :class:`RateLimit` it was given (``known``), and
+    what it learns from 429s (``learner``). Neither blocks."""
+
+    known: RateLimit | None = None
+    learner: RateLearner | None = None
+
+
+def worker(call: Call, pacing: Pacing | None = None) -> Worker:
     """One worker of ``call``, as the operations a driver performs; every error of an
     operation is thrown back in here, where the flow of the request decides what it means.
-    ``limiter`` (never blocking) gives each attempt its slot and hears of its 429s."""
+    ``pacing`` gives each attempt its slots and hears how it ended."""
+    pacing = pacing or Pacing()
     passed = 0
     try:
         while True:
@@ -100,15 +116,15 @@ def worker(call: Call, limiter: RateLimit | None = None) -> Worker:
                         break
                     answer, error = None, None
                     if isinstance(effect, Sleep):
-                        if limiter is not None and place.slot is not None:
-                            _refused(limiter, place, effect)
-                        yield from _step_out(place, _verdict_of(effect), effect.seconds)
+                        paced = _refused(pacing, place, effect)
+                        yield from _step_out(place, _verdict_of(effect), effect.seconds, paced)
                         continue
                     if isinstance(effect, Send):
                         if not (yield from _admitted(call, batch, place)):
                             break  # the call failed or was stopped while this one waited
-                        if limiter is not None:
-                            yield from _slotted(limiter, batch, place)
+                        yield from _slotted(pacing, batch, place)
+                        if pacing.learner is not None:
+                            place.sent = pacing.learner.sent(max(1, batch.tokens), place.paced)
                     try:
                         answer = yield effect
                     except (InputError, httpx.HTTPError) as exc:
@@ -116,10 +132,8 @@ def worker(call: Call, limiter: RateLimit | None = None) -> Worker:
             finally:
                 flow.close()
                 passed = place.passed
-                if limiter is not None and place.slot is not None and verdict == "succeeded":
-                    billed = call.take_billed(batch)
-                    if billed is not None:
-                        limiter.settle(place.slot, billed)
+                if verdict == "succeeded":
+                    _succeeded(pacing, place, call.take_billed(batch))
                 if place.held:
                     yield Release(place.epoch, verdict, place.tokens)
     except BaseException as exc:
@@ -127,11 +141,13 @@ def worker(call: Call, limiter: RateLimit | None = None) -> Worker:
         raise
 
 
-def _step_out(place: _Place, verdict: Verdict, seconds: float) -> Generator[Operation, Any, None]:
+def _step_out(
+    place: _Place, verdict: Verdict, seconds: float, paced: bool = False
+) -> Generator[Operation, Any, None]:
     """Give the permit and the tokens back, wait ``seconds`` (and what the permits add),
     and take a permit again, ahead of requests that have not started."""
     place.held, tokens, place.tokens = False, place.tokens, None
-    backoff = yield Release(place.epoch, verdict, tokens, seconds)
+    backoff = yield Release(place.epoch, verdict, tokens, seconds, paced)
     if backoff.pause is not None:
         place.passed = backoff.pause  # the wait below is that pause
     yield Sleep(seconds + backoff.spread)
@@ -153,20 +169,55 @@ def _admitted(call: Call, batch: Batch, place: _Place) -> Generator[Operation, A
             return False
 
 
-def _slotted(limiter: RateLimit, batch: Batch, place: _Place) -> Generator[Operation, Any, None]:
-    """Take the attempt's slot in the rate limit and wait until it is due (a cool-down
-    meanwhile moves it later)."""
-    place.slot = slot = limiter.reserve(max(1, batch.tokens))
-    while (wait := limiter.remaining(slot)) > 0:
-        yield Sleep(wait)
+def _slotted(pacing: Pacing, batch: Batch, place: _Place) -> Generator[Operation, Any, None]:
+    """Take the attempt's slot in the learned pace (the client's own), then in the known
+    limit (perhaps shared), and wait until each is due (a cool-down meanwhile moves it)."""
+    tokens = max(1, batch.tokens)
+    pace = pacing.learner.pace if pacing.learner is not None else None
+    if pace is not None:
+        while not isinstance(taken := pace.reserve_soon(tokens), Slot):
+            yield Sleep(taken)
+        place.paced = slot = taken
+        while (wait := pace.remaining(slot)) > 0:
+            yield Sleep(wait)
+    if pacing.known is not None:
+        place.slot = slot = pacing.known.reserve(tokens)
+        while (wait := pacing.known.remaining(slot)) > 0:
+            yield Sleep(wait)
 
 
-def _refused(limiter: RateLimit, place: _Place, sleep: Sleep) -> None:
-    """The attempt failed: a 429 bills nothing and cools every sharer of the limit down."""
-    if sleep.throttled and place.slot is not None:
-        limiter.settle(place.slot, 0)
-        limiter.cool_down(sleep.seconds)
-    place.slot = None
+def _succeeded(pacing: Pacing, place: _Place, billed: int | None) -> None:
+    """The attempt passed: charge its slots what it billed, and let the learner know."""
+    if billed is None:  # pragma: no cover - a succeeded batch always has its billed tokens
+        return
+    pace = pacing.learner.pace if pacing.learner is not None else None
+    if pacing.known is not None and place.slot is not None:
+        pacing.known.settle(place.slot, billed)
+    if pace is not None and place.paced is not None:
+        pace.settle(place.paced, billed)
+    if pacing.learner is not None and place.sent is not None:
+        pacing.learner.succeeded(place.sent, billed)
+
+
+def _refused(pacing: Pacing, place: _Place, sleep: Sleep) -> bool:
+    """The attempt failed and waits ``sleep``: a 429 bills nothing, cools the known limit
+    (every sharer of it) down and teaches the learner. Returns whether a limiter took the
+    429 in, so that the permits leave concurrency alone."""
+    slot, paced_slot, sent = place.slot, place.paced, place.sent
+    place.slot = place.paced = place.sent = None
+    if not sleep.throttled:
+        return False
+    paced = False
+    pace = pacing.learner.pace if pacing.learner is not None else None
+    if pace is not None and paced_slot is not None:
+        pace.settle(paced_slot, 0)
+    if pacing.learner is not None and sent is not None:
+        paced = pacing.learner.refused(sent, sleep.limit, sleep.seconds, sleep.told)
+    if pacing.known is not None and slot is not None:
+        pacing.known.settle(slot, 0)
+        pacing.known.cool_down(sleep.seconds)
+        paced = True
+    return paced
 
 
 def _verdict_of(sleep: Sleep) -> Verdict:
@@ -184,7 +235,7 @@ def run_on_threads(
     send: Callable[[bytes], httpx.Response],
     sleep: Callable[[float], None],
     workers: int,
-    limiter: RateLimit | None = None,
+    pacing: Pacing | None = None,
 ) -> None:
     """Run a call with up to ``workers`` threads (on this thread when there is one)."""
 
@@ -194,13 +245,13 @@ def run_on_threads(
         if isinstance(op, Admit):
             return permits.admit(op.tokens, op.passed)
         if isinstance(op, Release):
-            return permits.release(op.epoch, op.verdict, op.tokens, op.seconds)
+            return permits.release(op.epoch, op.verdict, op.tokens, op.seconds, op.paced)
         if isinstance(op, Sleep):
             return sleep(op.seconds)
         return op.build() if isinstance(op, Load) else send(op.body)
 
     def work() -> None:
-        ops, value, error = worker(call, limiter), None, None
+        ops, value, error = worker(call, pacing), None, None
         while True:
             try:
                 op = ops.throw(error) if error is not None else ops.send(value)
@@ -231,7 +282,7 @@ async def run_on_tasks(
     send: Callable[[bytes], Awaitable[httpx.Response]],
     sleep: Callable[[float], Awaitable[Any]],
     workers: int,
-    limiter: RateLimit | None = None,
+    pacing: Pacing | None = None,
 ) -> None:
     """Run a call with up to ``workers`` tasks; media bodies are built on worker threads."""
 
@@ -241,7 +292,7 @@ async def run_on_tasks(
         if isinstance(op, Admit):
             return await permits.admit(op.tokens, op.passed)
         if isinstance(op, Release):
-            return await permits.release(op.epoch, op.verdict, op.tokens, op.seconds)
+            return await permits.release(op.epoch, op.verdict, op.tokens, op.seconds, op.paced)
         if isinstance(op, Sleep):
             return await sleep(op.seconds)
         if isinstance(op, Load):
@@ -249,7 +300,7 @@ async def run_on_tasks(
         return await send(op.body)
 
     async def work() -> None:
-        ops, value, error = worker(call, limiter), None, None
+        ops, value, error = worker(call, pacing), None, None
         while True:
             try:
                 op = ops.throw(error) if error is not None else ops.send(value)

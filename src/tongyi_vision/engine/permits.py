@@ -18,9 +18,11 @@ Each kind of 429 backs off on what it names (``RateLimitError.limit``):
   request of the client waits until the refusal's ``Retry-After`` (or backoff)
   has passed (:class:`TokenBudget`).
 
-With ``cool_down`` (a client given a :class:`~.ratelimit.RateLimit`), a 429 for
-requests or a surge also pauses every request of the client, as a tokens 429
-does: the limit was known and met anyway, so the whole client waits it out.
+That is how a client backs off while nothing meters its rate. Once something
+does (a :class:`~.ratelimit.RateLimit` it was given, or the pace its
+:class:`~.ratelimit.RateLearner` has learned), a 429 is *paced*: the limiter slows
+down, so the permits leave concurrency and the token budget alone and only pause
+every request of the client until the refusal's wait is over (a cool-down).
 """
 
 from __future__ import annotations
@@ -143,13 +145,13 @@ class PermitState:
     leaves it alone. Requests coming back from a backoff go before new ones, so a
     lowered limit also meters returning retries; after a surge, the other requests
     of the burst also wait a share of :data:`SURGE_SPREAD` each, so that they come
-    back about ``limit`` at a time. With ``cool_down``, those two 429s also pause the
-    client (:meth:`TokenBudget.pause`) until the refused request's wait is over.
+    back about ``limit`` at a time. A *paced* 429 (a limiter meters the rate and has
+    slowed down) changes none of that: it only pauses the client
+    (:meth:`TokenBudget.pause`) until the refused request's wait is over.
     """
 
-    def __init__(self, maximum: int, cool_down: bool = False) -> None:
+    def __init__(self, maximum: int) -> None:
         self.maximum = maximum
-        self.cool_down = cool_down
         self.limit = maximum
         self.in_flight = 0
         self.returning = 0
@@ -184,11 +186,20 @@ class PermitState:
         return Grant(self.tokens.take(tokens), pause=self.tokens.pauses)
 
     def give_back(
-        self, epoch: int, verdict: Verdict, tokens: Tokens | None = None, seconds: float = 0.0
+        self,
+        epoch: int,
+        verdict: Verdict,
+        tokens: Tokens | None = None,
+        seconds: float = 0.0,
+        paced: bool = False,
     ) -> Backoff:
         """End a permit (and its tokens) with ``verdict``; ``seconds``: the backoff the
-        request now waits, when it gives the permit back for one."""
+        request now waits, when it gives the permit back for one; ``paced``: a limiter
+        that meters the rate has taken the 429 in."""
         self.in_flight -= 1
+        if paced and verdict in ("throttled", "surge", "tokens"):
+            self.tokens.give_back(tokens, "other", 0.0)
+            return Backoff(0.0, self.tokens.pause(seconds))
         spread = 0.0
         if verdict in ("throttled", "surge"):
             if epoch == self.epoch:
@@ -206,16 +217,14 @@ class PermitState:
                 self.limit += 1
                 self._successes = 0
         pause = self.tokens.give_back(tokens, verdict, seconds)
-        if self.cool_down and verdict in ("throttled", "surge"):
-            pause = self.tokens.pause(seconds)
         return Backoff(spread, pause)
 
 
 class ThreadPermits:
     """:class:`PermitState` for worker threads."""
 
-    def __init__(self, maximum: int, cool_down: bool = False) -> None:
-        self.state = PermitState(maximum, cool_down)
+    def __init__(self, maximum: int) -> None:
+        self.state = PermitState(maximum)
         self._condition = threading.Condition()
 
     def acquire(self, returning: bool = False) -> int:
@@ -236,10 +245,15 @@ class ThreadPermits:
             return grant
 
     def release(
-        self, epoch: int, verdict: Verdict, tokens: Tokens | None = None, seconds: float = 0.0
+        self,
+        epoch: int,
+        verdict: Verdict,
+        tokens: Tokens | None = None,
+        seconds: float = 0.0,
+        paced: bool = False,
     ) -> Backoff:
         with self._condition:
-            backoff = self.state.give_back(epoch, verdict, tokens, seconds)
+            backoff = self.state.give_back(epoch, verdict, tokens, seconds, paced)
             self._condition.notify_all()
             return backoff
 
@@ -247,8 +261,8 @@ class ThreadPermits:
 class AsyncPermits:
     """:class:`PermitState` for asyncio tasks; bound to the event loop that first uses it."""
 
-    def __init__(self, maximum: int, cool_down: bool = False) -> None:
-        self.state = PermitState(maximum, cool_down)
+    def __init__(self, maximum: int) -> None:
+        self.state = PermitState(maximum)
         self._condition = asyncio.Condition()
 
     async def acquire(self, returning: bool = False) -> int:
@@ -269,9 +283,14 @@ class AsyncPermits:
             return grant
 
     async def release(
-        self, epoch: int, verdict: Verdict, tokens: Tokens | None = None, seconds: float = 0.0
+        self,
+        epoch: int,
+        verdict: Verdict,
+        tokens: Tokens | None = None,
+        seconds: float = 0.0,
+        paced: bool = False,
     ) -> Backoff:
         async with self._condition:
-            backoff = self.state.give_back(epoch, verdict, tokens, seconds)
+            backoff = self.state.give_back(epoch, verdict, tokens, seconds, paced)
             self._condition.notify_all()
             return backoff

@@ -80,11 +80,13 @@ class Send:
 class Sleep:
     """Wait out a backoff, without a permit; ``throttled`` when a 429 caused it, and then
     ``limit`` says which limit it named (a 429 that names none counts as the surge guard's):
-    the permits back off on that one."""
+    the permits back off on that one; ``told``: the wait the service asked for
+    (``Retry-After``), if it did, which tells when it admits the next request."""
 
     seconds: float
     throttled: bool = False
     limit: RateLimit = "surge"
+    told: float | None = None
 
 
 Effect = Load | Send | Sleep
@@ -300,7 +302,7 @@ class Call:
             )
             self._notify()
             if isinstance(error, RateLimitError):
-                yield Sleep(delay, throttled=True, limit=error.limit)
+                yield Sleep(delay, throttled=True, limit=error.limit, told=retry_after)
             else:
                 yield Sleep(delay)
             if self.error is not None:
