@@ -28,15 +28,17 @@ from pathlib import Path
 from _common import DOC, ROOT, Result, machine, markdown_table, marked_section, print_result
 
 HERE = Path(__file__).resolve().parent
-OURS = ("throughput", "rate_limit", "overhead", "memory")
+OURS = ("throughput", "overhead", "memory")
 # Scripts owned elsewhere: (file, section name, heading).
 THEIRS = (
+    ("rate_limit.py", "rate-limit", "Under a rate limit"),
     ("emulator_throughput.py", "emulator-throughput", "Emulator throughput"),
     ("video_decode.py", "video-decoding", "Video decoding"),
     ("token_estimate.py", "token-estimate", "Token estimate"),
     ("cache_hits.py", "cache-hits", "Cache hits"),
     ("index_search.py", "index-search", "Index search"),
     ("index_build.py", "index-build", "Index build"),
+    ("ray_images.py", "ray-images", "Ray Data on one machine"),
 )
 KEPT = "analysis"
 TIMEOUT = 900

@@ -114,6 +114,7 @@ def measure(path: Path) -> dict[str, Any]:
     import PIL.Image  # noqa: F401
 
     from tongyi_vision.media import decoding as _clips
+    from tongyi_vision.media.clips import iter_clips
 
     encode_seconds = 0.0
     original = _clips._encode_frame
@@ -129,7 +130,7 @@ def measure(path: Path) -> dict[str, Any]:
     _clips._encode_frame = timed_encode  # type: ignore[assignment]
     baseline = peak_rss_mib()
     started = time.perf_counter()
-    clips = list(_clips.iter_clips(path, CLIP_SECONDS))
+    clips = list(iter_clips(path, CLIP_SECONDS))
     probe_seconds = time.perf_counter() - started
     frames = 0
     body_bytes = 0
