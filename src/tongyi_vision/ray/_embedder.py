@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..engine.client import Client
+from ..engine.config import Secret
 from ..engine.ratelimit import RateLimit
 from ..media.parts import Part
 from ..wire.errors import ConfigurationError, InputError
@@ -48,17 +49,12 @@ DEFAULT_CONCURRENCY = 2
 """Actors in the pool when ``concurrency`` is not given."""
 
 
-class HiddenKey:
-    """An API key on its way to the actors: pickled as it is (the actors need it), never
-    shown in a repr, so that Ray's messages about an actor's arguments do not show it."""
+class HiddenKey(Secret):
+    """An API key on its way to the actors: a :class:`Secret` that pickles as it is (the
+    actors need it), still never shown in a repr, so that Ray's messages about an actor's
+    arguments do not show it."""
 
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return "HiddenKey('**********')"
@@ -66,7 +62,7 @@ class HiddenKey:
     __str__ = __repr__
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (HiddenKey, (self._value,))
+        return (HiddenKey, (self.get(),))
 
 
 class TongyiVisionEmbedder:
