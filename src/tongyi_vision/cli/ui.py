@@ -157,7 +157,8 @@ def serve_index(
     notes: Sequence[str] = (),
 ) -> int:
     """Serve the page over ``table`` until stopped; the URL is printed first, on stdout."""
-    from ..ui import bind, create_app, is_loopback, serve, url_of
+    from ..ui import bind, create_app, serve, url_of
+    from ..wire.listening import is_loopback
 
     sock = bind(host, port)
     url = url_of(sock)

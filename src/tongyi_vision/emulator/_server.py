@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import ipaddress
 import json
-import signal
-import socket
 import sys
 import threading
 import time
@@ -18,6 +15,13 @@ from typing import Any
 
 import uvicorn
 
+from ..wire.listening import (
+    announcing_server,
+    bind,
+    is_loopback,
+    serve_until_signal,
+    socket_url,
+)
 from ._app import Connections, create_app
 from ._config import EmulatorConfig
 from ._errors import ApiFault, error_body
@@ -137,20 +141,7 @@ def _refusal(fault: ApiFault) -> bytes:
     return head.encode("ascii") + body
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that reports, once, when it is accepting connections."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and not self.should_exit:
-            self._on_started()
-
-
-def _server(config: EmulatorConfig, on_started: Callable[[], None], *, loop: str) -> _Server:
+def _server(config: EmulatorConfig, on_started: Callable[[], None], *, loop: str) -> uvicorn.Server:
     app = create_app(config)
     emulator = app.state.emulator
     settings = uvicorn.Config(
@@ -167,37 +158,7 @@ def _server(config: EmulatorConfig, on_started: Callable[[], None], *, loop: str
         # The h11 protocol's own bound on a request head; httptools has none (see _protocol).
         h11_max_incomplete_event_size=config.max_header_bytes,
     )
-    return _Server(settings, on_started)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (port 0: a free one), ready for uvicorn."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def base_url(sock: socket.socket) -> str:
-    """``http://host:port`` of a bound socket (IPv6 hosts in brackets)."""
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return announcing_server(settings, on_started)
 
 
 @contextlib.contextmanager
@@ -218,7 +179,7 @@ def running_emulator(config: EmulatorConfig | None = None, **options: Any) -> It
     started = threading.Event()
     server = _server(config, started.set, loop="asyncio")
     sock = bind(config.host, config.port)
-    url = base_url(sock)
+    url = socket_url(sock)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="tongyi-vision-emulator", daemon=True
     )
@@ -238,7 +199,7 @@ def running_emulator(config: EmulatorConfig | None = None, **options: Any) -> It
 def serve(config: EmulatorConfig) -> int:
     """Serve until SIGINT or SIGTERM; print the base URL first. Returns the exit status."""
     sock = bind(config.host, config.port)
-    url = base_url(sock)
+    url = socket_url(sock)
     if not is_loopback(config.host):
         print(
             f"warning: listening on {config.host}, reachable from other machines",
@@ -251,17 +212,5 @@ def serve(config: EmulatorConfig) -> int:
         print(NOT_SEMANTIC, flush=True)
 
     server = _server(config, announce, loop="auto")
-
-    def stop(signum: int, frame: object) -> None:
-        server.should_exit = True
-
-    # uvicorn re-raises the signal it caught after a graceful shutdown, through the handlers it
-    # found at start: make those ours, so a requested stop exits 0 instead of dying by signal.
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        server.run(sockets=[sock])
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        sock.close()
+    serve_until_signal(server, sock)  # a requested stop exits 0, not by the signal
     return 0 if server.started else 1

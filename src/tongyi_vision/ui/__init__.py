@@ -31,7 +31,7 @@ from ._files import (
     media_path,
 )
 from ._search import DEFAULT_K, MAX_K, Filters, QueryError, RecentQueries, Searcher
-from ._server import DEFAULT_PORT, bind, is_loopback, require_web, serve, url_of
+from ._server import DEFAULT_PORT, bind, require_web, serve, url_of
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -92,7 +92,6 @@ __all__ = [
     "bind",
     "create_app",
     "default_thumbnail_folder",
-    "is_loopback",
     "item_id_of",
     "item_token",
     "media_path",
