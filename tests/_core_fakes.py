@@ -16,6 +16,17 @@ import httpx
 from tongyi_vision import AsyncClient, Client
 from tongyi_vision.engine.permits import PermitState
 
+
+class FakeClock:
+    """A clock for a limiter or pacer (``_clock``) that moves only when a test sets ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 # The fixtures of conftest.py: make_client(handler, **options) and its async twin.
 MakeClient = Callable[..., Client]
 MakeAsyncClient = Callable[..., AsyncClient]

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests._core_fakes import FakeService, error_response, text_vector
+from tests._core_fakes import FakeClock, FakeService, error_response, text_vector
 from tongyi_vision import AsyncClient, Client, RateLimit
 from tongyi_vision.emulator._faults import _per_second, _Window
 from tongyi_vision.engine import permits as permits_module
@@ -32,14 +32,6 @@ from tongyi_vision.engine.ratelimit import (
     RateLearner,
     Slot,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def learner(known: RateLimit | None = None) -> tuple[RateLearner, FakeClock]:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests._core_fakes import FakeService, error_response, text_vector
+from tests._core_fakes import FakeClock, FakeService, error_response, text_vector
 from tongyi_vision import AsyncClient, Client, ConfigurationError, RateLimit, RateLimitError
 from tongyi_vision.engine.permits import PermitState
 from tongyi_vision.engine.planner import Limits, Plan, dedupe, pack
@@ -27,14 +27,6 @@ from tongyi_vision.engine.ratelimit import (
 )
 from tongyi_vision.engine.scheduler import Call, RequestSettings, RetryPolicy, Send, Sleep
 from tongyi_vision.media.prepared import prepare_text
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def limiter(**options: Any) -> tuple[RateLimit, FakeClock]:
